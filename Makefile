@@ -1,0 +1,51 @@
+# podagent: `make run` and `make test` are all a fresh Debian 12 host (as root) needs.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+GOFLAGS_STATIC := CGO_ENABLED=0
+
+.PHONY: all build images deps containerd run test e2e unit lint bench clean
+
+all: build
+
+build: $(BIN)/podagent images
+
+$(BIN)/podagent: $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $@ ./cmd/podagent
+
+# The pause, kubia and busybox images, built from this repo and Debian's busybox-static, never downloaded.
+images: $(BIN)/images/images.tar
+$(BIN)/images/images.tar: $(shell find cmd/pause hack/images internal/testimages runtime/ociarchive -name '*.go')
+	$(GO) run ./hack/mkimages -out $(BIN)/images
+
+# Installs what is missing from Debian's packages.
+deps:
+	hack/install-deps.sh
+
+# Starts containerd when no socket answers.
+containerd: deps
+	hack/containerd.sh
+
+run: deps build containerd
+	hack/run.sh
+
+# Unit tests everywhere; root/containerd end-to-end tests where this runs as root (they skip
+# with a clear message elsewhere). -p 1: the e2e packages share one containerd and would only
+# contend for the machine's two cores.
+test: lint
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory containerd; fi
+	$(GO) test -count=1 -p 1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN)

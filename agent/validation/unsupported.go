@@ -1,0 +1,69 @@
+package validation
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+const notSupported = "not supported by podagent"
+
+// unsupportedPodFields rejects pod-level fields podagent does not implement. Accepting them and
+// running the pod without them would silently change what the user asked for.
+func unsupportedPodFields(spec *corev1.PodSpec, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	forbid := func(set bool, name string) {
+		if set {
+			allErrs = append(allErrs, field.Forbidden(path.Child(name), notSupported))
+		}
+	}
+	forbid(len(spec.InitContainers) > 0, "initContainers")
+	forbid(len(spec.EphemeralContainers) > 0, "ephemeralContainers")
+	forbid(spec.HostNetwork, "hostNetwork")
+	forbid(spec.HostPID, "hostPID")
+	forbid(spec.HostIPC, "hostIPC")
+	forbid(spec.ShareProcessNamespace != nil && *spec.ShareProcessNamespace, "shareProcessNamespace")
+	forbid(spec.Affinity != nil, "affinity")
+	forbid(spec.RuntimeClassName != nil, "runtimeClassName")
+	forbid(len(spec.ImagePullSecrets) > 0, "imagePullSecrets")
+	forbid(len(spec.ReadinessGates) > 0, "readinessGates")
+	forbid(len(spec.ResourceClaims) > 0, "resourceClaims")
+	forbid(spec.Resources != nil, "resources")
+	forbid(spec.OS != nil && spec.OS.Name != corev1.Linux, "os")
+	return allErrs
+}
+
+// unsupportedContainerFields rejects container fields podagent does not implement yet.
+func unsupportedContainerFields(c *corev1.Container, path *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	forbid := func(set bool, name string) {
+		if set {
+			allErrs = append(allErrs, field.Forbidden(path.Child(name), notSupported))
+		}
+	}
+	forbid(c.LivenessProbe != nil, "livenessProbe")
+	forbid(c.ReadinessProbe != nil, "readinessProbe")
+	forbid(c.StartupProbe != nil, "startupProbe")
+	forbid(c.Lifecycle != nil, "lifecycle")
+	forbid(len(c.VolumeDevices) > 0, "volumeDevices")
+	forbid(c.Stdin || c.StdinOnce, "stdin")
+	forbid(c.TTY, "tty")
+	forbid(len(c.ResizePolicy) > 0, "resizePolicy")
+	forbid(c.RestartPolicy != nil, "restartPolicy")
+	if sc := c.SecurityContext; sc != nil {
+		sp := path.Child("securityContext")
+		forbidSC := func(set bool, name string) {
+			if set {
+				allErrs = append(allErrs, field.Forbidden(sp.Child(name), notSupported))
+			}
+		}
+		forbidSC(sc.Capabilities != nil, "capabilities")
+		forbidSC(sc.SELinuxOptions != nil, "seLinuxOptions")
+		forbidSC(sc.WindowsOptions != nil, "windowsOptions")
+		forbidSC(sc.SeccompProfile != nil, "seccompProfile")
+		forbidSC(sc.AppArmorProfile != nil, "appArmorProfile")
+		forbidSC(sc.ProcMount != nil, "procMount")
+		forbidSC(sc.AllowPrivilegeEscalation != nil, "allowPrivilegeEscalation")
+		forbidSC(sc.RunAsNonRoot != nil, "runAsNonRoot")
+	}
+	return allErrs
+}

@@ -1,0 +1,102 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+)
+
+// ExecOptions describe a command to run in a container.
+type ExecOptions struct {
+	Cmd            []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+}
+
+// Exec runs a command in a running container, with the container's environment, user and working
+// directory, and returns its exit code.
+func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (int, error) {
+	c, err := r.client.LoadContainer(ctx, containerID)
+	if err != nil {
+		return 0, fmt.Errorf("load container %s: %w", containerID, err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("spec of container %s: %w", containerID, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("container %s is not running: %w", containerID, err)
+	}
+	pspec := *spec.Process
+	pspec.Args = o.Cmd
+	pspec.Terminal = o.TTY
+	var stdin *eofNotifier
+	var in io.Reader
+	if o.Stdin != nil {
+		stdin = &eofNotifier{r: o.Stdin, done: make(chan struct{})}
+		in = stdin
+	}
+	ioOpts := []cio.Opt{cio.WithStreams(in, o.Stdout, o.Stderr)}
+	if o.TTY {
+		ioOpts = append(ioOpts, cio.WithTerminal)
+	}
+	execID := "exec-" + newID()[:16]
+	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(ioOpts...))
+	if err != nil {
+		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
+	}
+	defer proc.Delete(context.WithoutCancel(ctx))
+	exitc, err := proc.Wait(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("wait for exec %q in container %s: %w", o.Cmd, containerID, err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		return 0, fmt.Errorf("start exec %q in container %s: %w", o.Cmd, containerID, err)
+	}
+	if stdin != nil {
+		// The command sees EOF on stdin once the caller's reader is drained and copied.
+		go func() {
+			select {
+			case <-stdin.done:
+				_ = proc.CloseIO(context.WithoutCancel(ctx), containerd.WithStdinCloser)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case st := <-exitc:
+		proc.IO().Wait()
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
+		}
+		return int(code), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
+	}
+}
+
+// eofNotifier closes done when its reader is exhausted. It reports EOF only on a read that
+// returns no data, so that everything read before has been written on by io.Copy by then.
+type eofNotifier struct {
+	r    io.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && n > 0 {
+		return n, nil
+	}
+	if err != nil {
+		e.once.Do(func() { close(e.done) })
+	}
+	return n, err
+}

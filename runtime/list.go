@@ -1,0 +1,116 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+)
+
+// ListSandboxes returns every sandbox in the runtime's containerd namespace, found by label, with
+// whether its pause process runs.
+func (r *Runtime) ListSandboxes(ctx context.Context) ([]*Sandbox, error) {
+	ctrs, err := r.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelKind, KindSandbox))
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	out := make([]*Sandbox, 0, len(ctrs))
+	for _, c := range ctrs {
+		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if errdefs.IsNotFound(err) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inspect sandbox %s: %w", c.ID(), err)
+		}
+		sb := &Sandbox{
+			ID: c.ID(), Pod: podRefFromLabels(info.Labels), NetNSPath: r.net.Path(c.ID()), CreatedAt: info.CreatedAt,
+		}
+		if ips := info.Labels[LabelPodIP]; ips != "" {
+			sb.IPs = strings.Split(ips, ",")
+		}
+		if task, err := c.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == containerd.Running {
+				sb.PID = task.Pid()
+			}
+		}
+		out = append(out, sb)
+	}
+	return out, nil
+}
+
+// ListContainers returns every app container in the runtime's containerd namespace, with its
+// state read from its task (or, once the task is gone, from the labels that recorded its exit).
+func (r *Runtime) ListContainers(ctx context.Context) ([]*Container, error) {
+	ctrs, err := r.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelKind, KindContainer))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]*Container, 0, len(ctrs))
+	for _, c := range ctrs {
+		ctr, err := r.containerStatus(ctx, c)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ctr)
+	}
+	return out, nil
+}
+
+func (r *Runtime) containerStatus(ctx context.Context, c containerd.Container) (*Container, error) {
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", c.ID(), err)
+	}
+	l := info.Labels
+	rc, err := restartCountFromLabels(l)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID(), err)
+	}
+	ctr := &Container{
+		ID: c.ID(), Name: l[LabelContainerName], Pod: podRefFromLabels(l), SandboxID: l[LabelSandboxID],
+		RestartCount: rc, SpecHash: l[LabelSpecHash], Image: info.Image, State: ContainerCreated,
+		CreatedAt: info.CreatedAt,
+	}
+	ctr.StartedAt, _ = time.Parse(time.RFC3339Nano, l[LabelStartedAt])
+	ctr.GracePeriod = DefaultGracePeriod
+	if g, err := strconv.ParseInt(l[LabelGracePeriod], 10, 64); err == nil && g >= 0 {
+		ctr.GracePeriod = time.Duration(g) * time.Second
+	}
+	if code, ok := l[LabelExitCode]; ok {
+		ctr.State = ContainerExited
+		ctr.ExitCode, _ = strconv.Atoi(code)
+		ctr.FinishedAt, _ = time.Parse(time.RFC3339Nano, l[LabelFinishedAt])
+		return ctr, nil
+	}
+	task, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		if !ctr.StartedAt.IsZero() {
+			// Started, but the task vanished without a recorded exit (containerd restarted, or
+			// the host rebooted): it is not running, and how it ended is unknown.
+			ctr.State, ctr.ExitCode = ContainerExited, 255
+		}
+		return ctr, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load task of container %s: %w", c.ID(), err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status of container %s: %w", c.ID(), err)
+	}
+	switch st.Status {
+	case containerd.Running, containerd.Paused, containerd.Pausing:
+		ctr.State, ctr.PID = ContainerRunning, task.Pid()
+	case containerd.Stopped:
+		ctr.State, ctr.ExitCode, ctr.FinishedAt = ContainerExited, int(st.ExitStatus), st.ExitTime
+	}
+	return ctr, nil
+}
