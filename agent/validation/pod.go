@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
-	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -17,7 +16,6 @@ import (
 // Pod validates pod's metadata and spec.
 func Pod(pod *corev1.Pod) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMeta(&pod.ObjectMeta, true, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
-	allErrs = append(allErrs, metavalidation.ValidateLabels(pod.Labels, field.NewPath("metadata", "labels"))...)
 	allErrs = append(allErrs, PodSpec(&pod.Spec, field.NewPath("spec"))...)
 	return allErrs
 }
