@@ -52,6 +52,19 @@ func TestPod(t *testing.T) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "i", Image: "x"}}
 		}, []string{"spec.initContainers: Forbidden"}},
 		{"bad nodeSelector value", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"gpu": "yes please"} }, []string{"spec.nodeSelector[gpu]: Invalid value"}},
+		{"privileged", func(p *corev1.Pod) {
+			yes := true
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &yes}
+		}, []string{"spec.containers[0].securityContext.privileged: Forbidden"}},
+		{"pod fsGroup", func(p *corev1.Pod) {
+			g := int64(2000)
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: &g}
+		}, []string{"spec.securityContext.fsGroup: Forbidden"}},
+		{"pod runAsUser is supported", func(p *corev1.Pod) {
+			u := int64(1000)
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &u}
+		}, nil},
+		{"dnsPolicy None", func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSNone }, []string{"spec.dnsPolicy: Unsupported value"}},
 		{"negative grace period", func(p *corev1.Pod) {
 			g := int64(-1)
 			p.Spec.TerminationGracePeriodSeconds = &g

@@ -29,6 +29,32 @@ func unsupportedPodFields(spec *corev1.PodSpec, path *field.Path) field.ErrorLis
 	forbid(len(spec.ResourceClaims) > 0, "resourceClaims")
 	forbid(spec.Resources != nil, "resources")
 	forbid(spec.OS != nil && spec.OS.Name != corev1.Linux, "os")
+	forbid(spec.ActiveDeadlineSeconds != nil, "activeDeadlineSeconds")
+	forbid(spec.DNSConfig != nil, "dnsConfig")
+	forbid(spec.HostUsers != nil && !*spec.HostUsers, "hostUsers")
+	forbid(spec.SetHostnameAsFQDN != nil && *spec.SetHostnameAsFQDN, "setHostnameAsFQDN")
+	if spec.DNSPolicy == corev1.DNSNone {
+		allErrs = append(allErrs, field.NotSupported(path.Child("dnsPolicy"), spec.DNSPolicy,
+			[]corev1.DNSPolicy{corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet, corev1.DNSDefault}))
+	}
+	if sc := spec.SecurityContext; sc != nil {
+		sp := path.Child("securityContext")
+		forbidSC := func(set bool, name string) {
+			if set {
+				allErrs = append(allErrs, field.Forbidden(sp.Child(name), notSupported))
+			}
+		}
+		forbidSC(sc.SELinuxOptions != nil, "seLinuxOptions")
+		forbidSC(sc.WindowsOptions != nil, "windowsOptions")
+		forbidSC(sc.RunAsNonRoot != nil, "runAsNonRoot")
+		forbidSC(sc.FSGroup != nil, "fsGroup")
+		forbidSC(sc.FSGroupChangePolicy != nil, "fsGroupChangePolicy")
+		forbidSC(len(sc.Sysctls) > 0, "sysctls")
+		forbidSC(sc.SeccompProfile != nil, "seccompProfile")
+		forbidSC(sc.AppArmorProfile != nil, "appArmorProfile")
+		forbidSC(sc.SupplementalGroupsPolicy != nil, "supplementalGroupsPolicy")
+		forbidSC(sc.SELinuxChangePolicy != nil, "seLinuxChangePolicy")
+	}
 	return allErrs
 }
 
@@ -57,6 +83,7 @@ func unsupportedContainerFields(c *corev1.Container, path *field.Path) field.Err
 			}
 		}
 		forbidSC(sc.Capabilities != nil, "capabilities")
+		forbidSC(sc.Privileged != nil && *sc.Privileged, "privileged")
 		forbidSC(sc.SELinuxOptions != nil, "seLinuxOptions")
 		forbidSC(sc.WindowsOptions != nil, "windowsOptions")
 		forbidSC(sc.SeccompProfile != nil, "seccompProfile")
