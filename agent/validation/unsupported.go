@@ -11,11 +11,7 @@ const notSupported = "not supported by podagent"
 // running the pod without them would silently change what the user asked for.
 func unsupportedPodFields(spec *corev1.PodSpec, path *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	forbid := func(set bool, name string) {
-		if set {
-			allErrs = append(allErrs, field.Forbidden(path.Child(name), notSupported))
-		}
-	}
+	forbid := forbidder(&allErrs, path)
 	forbid(len(spec.InitContainers) > 0, "initContainers")
 	forbid(len(spec.EphemeralContainers) > 0, "ephemeralContainers")
 	forbid(spec.HostNetwork, "hostNetwork")
@@ -38,12 +34,7 @@ func unsupportedPodFields(spec *corev1.PodSpec, path *field.Path) field.ErrorLis
 			[]corev1.DNSPolicy{corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet, corev1.DNSDefault}))
 	}
 	if sc := spec.SecurityContext; sc != nil {
-		sp := path.Child("securityContext")
-		forbidSC := func(set bool, name string) {
-			if set {
-				allErrs = append(allErrs, field.Forbidden(sp.Child(name), notSupported))
-			}
-		}
+		forbidSC := forbidder(&allErrs, path.Child("securityContext"))
 		forbidSC(sc.SELinuxOptions != nil, "seLinuxOptions")
 		forbidSC(sc.WindowsOptions != nil, "windowsOptions")
 		forbidSC(sc.RunAsNonRoot != nil, "runAsNonRoot")
@@ -61,11 +52,7 @@ func unsupportedPodFields(spec *corev1.PodSpec, path *field.Path) field.ErrorLis
 // unsupportedContainerFields rejects container fields podagent does not implement yet.
 func unsupportedContainerFields(c *corev1.Container, path *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	forbid := func(set bool, name string) {
-		if set {
-			allErrs = append(allErrs, field.Forbidden(path.Child(name), notSupported))
-		}
-	}
+	forbid := forbidder(&allErrs, path)
 	forbid(c.LivenessProbe != nil, "livenessProbe")
 	forbid(c.ReadinessProbe != nil, "readinessProbe")
 	forbid(c.StartupProbe != nil, "startupProbe")
@@ -76,12 +63,7 @@ func unsupportedContainerFields(c *corev1.Container, path *field.Path) field.Err
 	forbid(len(c.ResizePolicy) > 0, "resizePolicy")
 	forbid(c.RestartPolicy != nil, "restartPolicy")
 	if sc := c.SecurityContext; sc != nil {
-		sp := path.Child("securityContext")
-		forbidSC := func(set bool, name string) {
-			if set {
-				allErrs = append(allErrs, field.Forbidden(sp.Child(name), notSupported))
-			}
-		}
+		forbidSC := forbidder(&allErrs, path.Child("securityContext"))
 		forbidSC(sc.Capabilities != nil, "capabilities")
 		forbidSC(sc.Privileged != nil && *sc.Privileged, "privileged")
 		forbidSC(sc.SELinuxOptions != nil, "seLinuxOptions")
@@ -93,4 +75,13 @@ func unsupportedContainerFields(c *corev1.Container, path *field.Path) field.Err
 		forbidSC(sc.RunAsNonRoot != nil, "runAsNonRoot")
 	}
 	return allErrs
+}
+
+// forbidder returns a function that records a Forbidden error at path.name when set is true.
+func forbidder(errs *field.ErrorList, path *field.Path) func(set bool, name string) {
+	return func(set bool, name string) {
+		if set {
+			*errs = append(*errs, field.Forbidden(path.Child(name), notSupported))
+		}
+	}
 }
