@@ -266,3 +266,22 @@ func TestTwoRuntimesSideBySide(t *testing.T) {
 		t.Fatalf("the other runtime's pod was touched: %+v", ctrs)
 	}
 }
+
+// runAsUser without runAsGroup takes the primary group from the image's /etc/passwd, as CRI does
+// (busybox's passwd has no uid 1000, so the group is 0).
+func TestRunAsUser(t *testing.T) {
+	rt := testenv.NewRuntime(t)
+	uid, gid := int64(1000), int64(3000)
+	pod := newPod("run-as", busybox("only-user", "sleep", "3600"), busybox("user-and-group", "sleep", "3600"))
+	pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
+	pod.Spec.Containers[1].SecurityContext = &corev1.SecurityContext{RunAsUser: &uid, RunAsGroup: &gid}
+	rp, err := rt.RunPod(rt.Ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"1000 0", "1000 3000"} {
+		if got := exec(t, rt, rp.Containers[i], "sh", "-c", "echo $(id -u) $(id -g)"); got != want {
+			t.Errorf("%s: uid gid %q, want %q", rp.Containers[i].Name, got, want)
+		}
+	}
+}
