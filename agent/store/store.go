@@ -168,15 +168,9 @@ func (s *Store) Create(ctx context.Context, resource string, obj Object) (Object
 
 // Get returns the stored object or a NotFound error.
 func (s *Store) Get(ctx context.Context, resource, namespace, name string) (Object, error) {
-	ri, err := lookupResource(resource)
+	ri, namespace, err := resolve(ctx, resource, namespace)
 	if err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if !ri.namespaced {
-		namespace = "" // cluster-scoped objects are keyed by name alone
 	}
 	key := []byte(keyString(namespace, name))
 	var obj Object
@@ -244,17 +238,11 @@ func (s *Store) Update(ctx context.Context, resource string, obj Object, precond
 	var unchanged Object
 	ev, err := s.write(resource, ns, func(tx *bolt.Tx, rv uint64) (Event, error) {
 		b := tx.Bucket([]byte(resource))
-		oldData := b.Get(key)
-		if oldData == nil {
-			return Event{}, apierrors.NewNotFound(ri.gr, name)
-		}
-		old, err := ri.decode(key, oldData)
+		old, err := loadExisting(b, ri, key, name, precond)
 		if err != nil {
 			return Event{}, err
 		}
-		if err := checkPreconditions(ri.gr, old, precond); err != nil {
-			return Event{}, err
-		}
+		oldData := b.Get(key) // points into the mmap: no copy
 		if err := checkPreconditions(ri.gr, old, &metav1.Preconditions{
 			UID: nonEmpty(obj.GetUID()), ResourceVersion: nonEmpty(obj.GetResourceVersion()),
 		}); err != nil {
@@ -331,28 +319,15 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, resource, namespace, name 
 // Delete removes an object and returns its last state, whose
 // resourceVersion is that of the deletion (as in apiserver watch events).
 func (s *Store) Delete(ctx context.Context, resource, namespace, name string, precond *metav1.Preconditions) (Object, error) {
-	ri, err := lookupResource(resource)
+	ri, namespace, err := resolve(ctx, resource, namespace)
 	if err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if !ri.namespaced {
-		namespace = "" // cluster-scoped objects are keyed by name alone
 	}
 	key := []byte(keyString(namespace, name))
 	ev, err := s.write(resource, namespace, func(tx *bolt.Tx, rv uint64) (Event, error) {
 		b := tx.Bucket([]byte(resource))
-		data := b.Get(key)
-		if data == nil {
-			return Event{}, apierrors.NewNotFound(ri.gr, name)
-		}
-		old, err := ri.decode(key, data)
+		old, err := loadExisting(b, ri, key, name, precond)
 		if err != nil {
-			return Event{}, err
-		}
-		if err := checkPreconditions(ri.gr, old, precond); err != nil {
 			return Event{}, err
 		}
 		if err := b.Delete(key); err != nil {
@@ -443,4 +418,37 @@ func nonEmpty[T ~string](v T) *T {
 		return nil
 	}
 	return &v
+}
+
+// resolve looks up resource, checks ctx, and drops the namespace of a cluster-scoped resource,
+// whose objects are keyed by name alone.
+func resolve(ctx context.Context, resource, namespace string) (resourceInfo, string, error) {
+	ri, err := lookupResource(resource)
+	if err != nil {
+		return ri, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return ri, "", err
+	}
+	if !ri.namespaced {
+		namespace = ""
+	}
+	return ri, namespace, nil
+}
+
+// loadExisting reads the stored object at key for a write that needs it: NotFound when absent,
+// Conflict when precond does not hold.
+func loadExisting(b *bolt.Bucket, ri resourceInfo, key []byte, name string, precond *metav1.Preconditions) (Object, error) {
+	data := b.Get(key)
+	if data == nil {
+		return nil, apierrors.NewNotFound(ri.gr, name)
+	}
+	old, err := ri.decode(key, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPreconditions(ri.gr, old, precond); err != nil {
+		return nil, err
+	}
+	return old, nil
 }

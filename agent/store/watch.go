@@ -83,15 +83,9 @@ func (w *watcher) matches(e ringEntry) bool {
 // reader and never drop its events silently, so a closed channel always
 // means "re-list and watch again".
 func (s *Store) Watch(ctx context.Context, resource, namespace, fromRV string) (<-chan Event, error) {
-	ri, err := lookupResource(resource)
+	ri, namespace, err := resolve(ctx, resource, namespace)
 	if err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if !ri.namespaced {
-		namespace = ""
 	}
 	var from uint64
 	if fromRV != "" {
