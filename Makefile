@@ -49,3 +49,14 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+.PHONY: install uninstall
+
+# podagent as a systemd service: builds, installs the binary, the images, the units and a default
+# /etc/podagent/config.yaml (kept if present). As root; see hack/install.sh.
+install:
+	hack/install.sh install
+
+# Removes the binary, the images and the units; never the pods, their state or /etc/podagent.
+uninstall:
+	hack/install.sh uninstall

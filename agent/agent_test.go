@@ -1,68 +1,15 @@
 package agent_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/internal/testenv"
-	"github.com/podagent/podagent/internal/testimages"
 	"github.com/podagent/podagent/runtime"
 )
-
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
-
-// testAgent is an agent running in-process with settings of its own.
-type testAgent struct {
-	cfg agent.Config
-	rt  *testenv.Runtime
-}
-
-func startAgent(t *testing.T, node string) *testAgent {
-	t.Helper()
-	testenv.RequireContainerd(t)
-	dir := t.TempDir()
-	base := testenv.RuntimeConfig(dir)
-	netOpts := testenv.NetworkOptions(dir)
-	cfg := agent.DefaultConfig()
-	cfg.RootDir, cfg.RunDir, cfg.LogDir = base.RootDir, base.RunDir, base.LogDir
-	cfg.ContainerdAddress, cfg.ContainerdNamespace = base.Address, base.Namespace
-	cfg.PodCIDR, cfg.BridgeName = netOpts.Subnet, netOpts.Bridge
-	cfg.NodeName = node
-	cfg.ManifestDir = filepath.Join(dir, "manifests")
-	cfg.PauseImage = testimages.PauseImage
-	cfg.ImageArchives = []string{testenv.ImageArchive(t)}
-	cfg.ResolvConf = base.ResolvConf
-	cfg.Listen = ""
-	cfg.SyncPeriod = 100 * time.Millisecond
-	if err := os.MkdirAll(cfg.ManifestDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The harness runtime sees what the agent runs and, after the agent stops (cleanups run last
-	// registered first), removes it and checks that nothing leaked.
-	rt := testenv.NewRuntimeWith(t, agent.RuntimeConfig(cfg), agent.NetworkOptions(cfg))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent %s: %v", node, err)
-		}
-	})
-	return &testAgent{cfg: cfg, rt: rt}
-}
-
-func (a *testAgent) writeManifest(t *testing.T, name, body string) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(a.cfg.ManifestDir, name), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // runningPods lists the pods whose sandbox and every container run, by pod name.
 func (a *testAgent) runningPods(t *testing.T) map[string]*runtime.Sandbox {

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podagent/podagent/logs"
+	"github.com/podagent/podagent/runtime"
 )
 
 // Config is everything the agent is told. Every default is set in DefaultConfig, with where it
@@ -27,12 +31,23 @@ type Config struct {
 	CNIPluginDirs       []string
 	NodeName            string
 	NodeLabels          map[string]string
-	ManifestDir         string
-	Listen              string
-	PauseImage          string
-	ImageArchives       []string
-	ResolvConf          string
-	SyncPeriod          time.Duration
+	// ContainerLogMaxSize and ContainerLogMaxFiles rotate each container's log.
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
+	// LogDriver is the binary containerd's shims start to write container logs: this one.
+	LogDriver   string
+	ManifestDir string
+	ManifestURL string
+	// RegistryMirrors lists, per registry host (docker.io), the mirrors tried before it.
+	RegistryMirrors map[string][]string
+	Listen          string
+	PauseImage      string
+	ImageArchives   []string
+	ResolvConf      string
+	// SyncPeriod is how often the manifest directory is re-read besides watching it.
+	SyncPeriod time.Duration
+	// HTTPCheckPeriod is how often the manifest URL is fetched.
+	HTTPCheckPeriod time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -45,6 +60,11 @@ func DefaultConfig() Config {
 		RunDir: "/run/podagent",
 		// The kubelet's pod log directory, where log shippers look.
 		LogDir: "/var/log/pods",
+		// The kubelet's containerLogMaxSize (10Mi) and containerLogMaxFiles (5).
+		ContainerLogMaxSize:  logs.DefaultMaxSize,
+		ContainerLogMaxFiles: logs.DefaultMaxFiles,
+		// This binary, in its log driver mode.
+		LogDriver: executable(),
 		// containerd's default socket.
 		ContainerdAddress: "/run/containerd/containerd.sock",
 		// Our own containerd namespace: never "k8s.io", so a CRI kubelet on the same host is untouched.
@@ -69,9 +89,20 @@ func DefaultConfig() Config {
 		// On systemd-resolved hosts /etc/resolv.conf points at 127.0.0.53, unreachable from a pod;
 		// kubeadm picks the real upstream file the same way.
 		ResolvConf: defaultResolvConf(),
-		// How often the manifest directory is re-read.
-		SyncPeriod: time.Second,
+		// The directory is watched (fsnotify); this full re-read only catches what a watch missed.
+		// The kubelet's --file-check-frequency is 20s.
+		SyncPeriod: 20 * time.Second,
+		// The kubelet's --http-check-frequency.
+		HTTPCheckPeriod: 20 * time.Second,
 	}
+}
+
+func executable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return exe
 }
 
 func defaultResolvConf() string {
@@ -126,8 +157,33 @@ func (c *Config) Validate() error {
 	if c.ContainerdNamespace == "" {
 		errs = append(errs, errors.New("containerd-namespace: must not be empty"))
 	}
+	if c.ContainerLogMaxSize <= 0 {
+		errs = append(errs, fmt.Errorf("container-log-max-size: %d must be positive", c.ContainerLogMaxSize))
+	}
+	if c.ContainerLogMaxFiles < 2 {
+		// As the kubelet: the file being written and at least one rotated one.
+		errs = append(errs, fmt.Errorf("container-log-max-files: %d must be at least 2", c.ContainerLogMaxFiles))
+	}
+	if !filepath.IsAbs(c.LogDriver) {
+		errs = append(errs, fmt.Errorf("log-driver: %q must be an absolute path", c.LogDriver))
+	}
 	if c.SyncPeriod <= 0 {
 		errs = append(errs, fmt.Errorf("sync-period: %s must be positive", c.SyncPeriod))
+	}
+	if c.HTTPCheckPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("http-check-period: %s must be positive", c.HTTPCheckPeriod))
+	}
+	if c.ManifestURL != "" {
+		if u, err := url.Parse(c.ManifestURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("manifest-url: %q must be an http or https URL", c.ManifestURL))
+		}
+	}
+	for host, mirrors := range c.RegistryMirrors {
+		for _, m := range mirrors {
+			if _, _, err := runtime.ParseRegistryMirror(host + "=" + m); err != nil {
+				errs = append(errs, fmt.Errorf("registry-mirror: %w", err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

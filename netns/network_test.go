@@ -145,12 +145,17 @@ func assertNothingLeft(t *testing.T, n *netns.Network, paths ...string) {
 			t.Errorf("mount %s left behind", p)
 		}
 	}
-	links, _ := netlink.LinkList()
-	for _, l := range links {
-		if l.Type() == "veth" {
-			if br, err := netlink.LinkByIndex(l.Attrs().MasterIndex); err == nil && br.Attrs().Name == n.Config().Bridge {
-				t.Errorf("veth %s left on bridge %s", l.Attrs().Name, br.Attrs().Name)
+	// When the namespace went before CNI DEL, the kernel removes the veth as it destroys the
+	// namespace, which it does in the background: poll.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if l.Type() == "veth" {
+				if br, err := netlink.LinkByIndex(l.Attrs().MasterIndex); err == nil && br.Attrs().Name == n.Config().Bridge {
+					return fmt.Errorf("veth %s left on bridge %s", l.Attrs().Name, br.Attrs().Name)
+				}
 			}
 		}
-	}
+		return nil
+	})
 }

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podagent/podagent/logs"
+	"github.com/podagent/podagent/logs/driver"
 )
 
 // Labels recording a container's life, so that status survives the agent and the task.
@@ -24,7 +24,24 @@ const (
 	LabelStartedAt  = "io.podagent.started-at"
 	LabelFinishedAt = "io.podagent.finished-at"
 	LabelExitCode   = "io.podagent.exit-code"
+	// LabelExitReason is set when the reason is not read from the exit code alone (StartError).
+	LabelExitReason  = "io.podagent.exit-reason"
+	LabelExitMessage = "io.podagent.exit-message"
 )
+
+// ReasonStartError is the reason of a container whose process could not start, as containerd's
+// CRI reports it; such a container counts as exited with ExitCodeStartError.
+const (
+	ReasonStartError   = "StartError"
+	ExitCodeStartError = 128
+)
+
+// taskStartTimeout bounds creating, starting and deleting a task, which the agent does not
+// interrupt.
+const taskStartTimeout = 2 * time.Minute
+
+// maxMessageLen bounds the message kept in a label (containerd limits a label to 4096 bytes).
+const maxMessageLen = 1024
 
 // ContainerState is where a container is in its life.
 type ContainerState string
@@ -53,6 +70,14 @@ type Container struct {
 	CreatedAt   time.Time
 	StartedAt   time.Time
 	FinishedAt  time.Time
+	// Reason and Message say why an exited container ended when the exit code alone does not.
+	Reason  string
+	Message string
+	// BackOff is how long to wait after this container exits before starting its next instance.
+	BackOff time.Duration
+	// Unreaped is an exited container whose task still exists; ReapContainer records its exit
+	// and lets its shim go.
+	Unreaped bool
 }
 
 // ContainerOptions are what a container needs beyond its pod's spec.
@@ -60,6 +85,8 @@ type ContainerOptions struct {
 	RestartCount int
 	// SpecHash identifies the container spec it was made from, so that a changed spec is seen.
 	SpecHash string
+	// BackOff is recorded with the container, so that a restarted agent keeps the restart back-off.
+	BackOff time.Duration
 }
 
 // CreateContainer creates (but does not start) container c of pod in sandbox sb: its own snapshot
@@ -93,6 +120,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, sb *Sandbox, pod *corev1.
 	labels[LabelRestartCount] = strconv.Itoa(o.RestartCount)
 	labels[LabelSpecHash] = o.SpecHash
 	labels[LabelGracePeriod] = strconv.FormatInt(gracePeriodSeconds(pod), 10)
+	if o.BackOff > 0 {
+		labels[LabelBackOff] = o.BackOff.String()
+	}
 	_, err = r.client.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
@@ -105,7 +135,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, sb *Sandbox, pod *corev1.
 	}
 	return &Container{
 		ID: id, Name: c.Name, Pod: sb.Pod, SandboxID: sb.ID, RestartCount: o.RestartCount,
-		SpecHash: o.SpecHash, Image: img.Name(), State: ContainerCreated,
+		SpecHash: o.SpecHash, Image: img.Name(), State: ContainerCreated, BackOff: o.BackOff,
+		GracePeriod: time.Duration(gracePeriodSeconds(pod)) * time.Second,
 	}, nil
 }
 
@@ -120,9 +151,29 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return fmt.Errorf("create log directory of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
 	}
-	task, err := c.NewTask(ctx, cio.LogFile(logPath))
+	// A task left from a start the agent did not finish (it was stopped in between) is not ours to
+	// reuse: its IO may be gone.
+	if old, err := c.Task(ctx, nil); err == nil {
+		if err := deleteTask(ctx, old); err != nil {
+			return fmt.Errorf("remove unfinished task of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+		}
+	}
+	// The start time is recorded before the process starts, so that a container never runs
+	// without one, whenever the agent stops; a start that fails clears it.
+	now := time.Now().UTC()
+	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: now.Format(time.RFC3339Nano)}); err != nil {
+		return fmt.Errorf("record start of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+	}
+	// Creating and starting the task is not cut short by the caller's context (the agent
+	// stopping): containerd 1.6 leaves a shim behind when a task's creation is cancelled midway.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
+	defer cancel()
+	task, err := c.NewTask(ctx, driver.Creator(r.cfg.LogDriver, driver.Settings{
+		Path: logPath, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
+	}))
 	if err != nil {
-		return fmt.Errorf("create task of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+		err = fmt.Errorf("create task of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+		return errors.Join(err, r.startFailed(ctx, c, ctr, err))
 	}
 	defer func() {
 		if retErr != nil {
@@ -130,14 +181,44 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 		}
 	}()
 	if err := task.Start(ctx); err != nil {
-		return fmt.Errorf("start container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
-	}
-	now := time.Now().UTC()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: now.Format(time.RFC3339Nano)}); err != nil {
-		return fmt.Errorf("record start of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+		err = fmt.Errorf("start container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+		return errors.Join(err, r.startFailed(ctx, c, ctr, err))
 	}
 	ctr.State, ctr.PID, ctr.StartedAt = ContainerRunning, task.Pid(), now
 	slog.Info("started container", "pod", ctr.Pod.String(), "container", ctr.Name, "id", ctr.ID)
+	return nil
+}
+
+// startFailed records a failed start. A start cut short because the agent is stopping is not the
+// container's failure: its start time is cleared, so that it is started again, as created, later.
+func (r *Runtime) startFailed(ctx context.Context, c containerd.Container, ctr *Container, cause error) error {
+	if ctx.Err() != nil {
+		_, err := c.SetLabels(context.WithoutCancel(ctx), map[string]string{LabelStartedAt: ""})
+		return err
+	}
+	return recordStartError(context.WithoutCancel(ctx), c, ctr, cause)
+}
+
+// recordStartError records that ctr's process could not start, as an exit with code 128 and reason
+// StartError (containerd CRI's convention), so that the container counts as a failed run: the
+// restart policy and back-off apply, and status shows why.
+func recordStartError(ctx context.Context, c containerd.Container, ctr *Container, cause error) error {
+	msg := cause.Error()
+	if len(msg) > maxMessageLen {
+		msg = msg[:maxMessageLen]
+	}
+	now := time.Now().UTC()
+	_, err := c.SetLabels(ctx, map[string]string{
+		LabelExitCode:    strconv.Itoa(ExitCodeStartError),
+		LabelExitReason:  ReasonStartError,
+		LabelExitMessage: msg,
+		LabelFinishedAt:  now.Format(time.RFC3339Nano),
+		LabelStartedAt:   "", // never started; an empty value removes the label
+	})
+	if err != nil {
+		return fmt.Errorf("record start error of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+	}
+	ctr.State, ctr.ExitCode, ctr.Reason, ctr.Message, ctr.FinishedAt = ContainerExited, ExitCodeStartError, ReasonStartError, msg, now
 	return nil
 }
 
@@ -191,6 +272,9 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 
 // reapTask records an exited task's exit code and time in the container's labels and deletes it.
 func (r *Runtime) reapTask(ctx context.Context, c containerd.Container, task containerd.Task) error {
+	// Not cut short by the caller: a task deletion cancelled midway leaves its shim (containerd 1.6).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
+	defer cancel()
 	st, err := task.Delete(ctx)
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete task of container %s: %w", c.ID(), err)
@@ -208,7 +292,8 @@ func (r *Runtime) reapTask(ctx context.Context, c containerd.Container, task con
 	return nil
 }
 
-// RemoveContainer kills the container if it still runs and deletes it with its snapshot.
+// RemoveContainer kills the container if it still runs and deletes it with its snapshot and its
+// log file, as CRI's RemoveContainer does.
 func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	c, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
@@ -217,7 +302,21 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("load container %s: %w", id, err)
 	}
-	return deleteContainer(ctx, c)
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return fmt.Errorf("read labels of container %s: %w", id, err)
+	}
+	if err := deleteContainer(ctx, c); err != nil {
+		return err
+	}
+	pod := podRefFromLabels(labels)
+	if rc, err := restartCountFromLabels(labels); err == nil && pod.Name != "" && labels[LabelContainerName] != "" {
+		path := logs.Path(r.cfg.LogDir, pod.Namespace, pod.Name, pod.UID, labels[LabelContainerName], rc)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove log of container %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // volumePath is the host path behind the pod volume named name.

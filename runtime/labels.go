@@ -19,6 +19,8 @@ const (
 	LabelRestartCount = "io.podagent.restart-count"
 	LabelSpecHash     = "io.podagent.container-hash"
 	LabelPodIP        = "io.podagent.pod-ip"
+	LabelSandboxHash  = "io.podagent.sandbox-hash"
+	LabelBackOff      = "io.podagent.backoff"
 
 	KindSandbox   = "sandbox"
 	KindContainer = "container"

@@ -135,3 +135,18 @@ func ContainerHash(c *corev1.Container) string {
 	h.Write(raw)
 	return strconv.FormatUint(h.Sum64(), 16)
 }
+
+// SandboxHash identifies what a pod's sandbox is made from: the pod-level spec without the
+// containers and without the fields that only the agent reads (restart policy, grace period,
+// scheduling). A pod whose SandboxHash changed needs a new sandbox, and so new containers.
+func SandboxHash(pod *corev1.Pod) string {
+	s := pod.Spec.DeepCopy()
+	s.Containers, s.InitContainers, s.EphemeralContainers = nil, nil, nil
+	s.RestartPolicy, s.TerminationGracePeriodSeconds, s.ActiveDeadlineSeconds = "", nil, nil
+	s.NodeName, s.NodeSelector, s.Tolerations, s.Affinity, s.SchedulerName = "", nil, nil, nil, ""
+	s.Priority, s.PriorityClassName, s.PreemptionPolicy = nil, "", nil
+	raw, _ := json.Marshal(s) // a PodSpec always marshals
+	h := fnv.New64a()
+	h.Write(raw)
+	return strconv.FormatUint(h.Sum64(), 16)
+}

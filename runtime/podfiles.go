@@ -123,3 +123,40 @@ func isMountPoint(p string) bool {
 	}
 	return st.Dev != parent.Dev
 }
+
+// PodDirUIDs lists the UIDs of the pods that have a directory (volumes, hosts files), so that
+// a restarted agent finds what a pod removed halfway left behind.
+func (r *Runtime) PodDirUIDs() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(r.cfg.RootDir, "pods"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list pod directories: %w", err)
+	}
+	uids := make([]string, 0, len(ents))
+	for _, e := range ents {
+		uids = append(uids, e.Name())
+	}
+	return uids, nil
+}
+
+// PodLogRefs lists the pods that have a log directory (<namespace>_<name>_<uid>).
+func (r *Runtime) PodLogRefs() ([]PodRef, error) {
+	ents, err := os.ReadDir(r.cfg.LogDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list pod log directories: %w", err)
+	}
+	var refs []PodRef
+	for _, e := range ents {
+		// Namespaces and pod names cannot hold "_"; a UID could, so split from the left.
+		parts := strings.SplitN(e.Name(), "_", 3)
+		if len(parts) == 3 && e.IsDir() {
+			refs = append(refs, PodRef{Namespace: parts[0], Name: parts[1], UID: parts[2]})
+		}
+	}
+	return refs, nil
+}

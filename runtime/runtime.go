@@ -38,8 +38,17 @@ type Config struct {
 	PauseImage string
 	// LogDir holds container logs in the kubelet's layout.
 	LogDir string
+	// LogDriver is the binary the shim starts to write each container's log (podagent itself);
+	// LogMaxSize and LogMaxFiles are its rotation settings.
+	LogDriver   string
+	LogMaxSize  int64
+	LogMaxFiles int
 	// ResolvConf is copied into every pod as /etc/resolv.conf.
 	ResolvConf string
+	// Mirrors maps a registry host as image references name it (docker.io, registry.example.com:5000)
+	// to mirror URLs (http://127.0.0.1:5000) that pulls try first, in order, before the registry
+	// itself, as containerd's hosts.toml does. ParseRegistryMirror parses the flag form.
+	Mirrors map[string][]string
 }
 
 // Runtime runs pods on containerd.

@@ -28,6 +28,8 @@ type Sandbox struct {
 	// PID is the pause process, 0 when it is not running.
 	PID       uint32
 	CreatedAt time.Time
+	// SpecHash identifies the pod-level spec the sandbox was made for (see SandboxHash).
+	SpecHash string
 }
 
 // Ready reports whether the pause process runs, so that containers can join its namespaces.
@@ -55,12 +57,13 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (_ *Sandbox, 
 		return nil, fmt.Errorf("sandbox of pod %s: %w", ref, err)
 	}
 	id := newID()
-	sb := &Sandbox{ID: id, Pod: ref, NetNSPath: r.net.Path(id)}
+	sb := &Sandbox{ID: id, Pod: ref, NetNSPath: r.net.Path(id), SpecHash: SandboxHash(pod)}
 	opts, err := sandboxSpecOpts(sandboxSpecInput{Pod: pod, Image: imgCfg, NetNSPath: sb.NetNSPath, ShmPath: r.shmPath(id), Limits: r.limits})
 	if err != nil {
 		return nil, err
 	}
 	labels := ref.labels(KindSandbox)
+	labels[LabelSandboxHash] = sb.SpecHash
 	ctr, err := r.client.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
@@ -101,12 +104,15 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (_ *Sandbox, 
 		return nil, err
 	}
 
-	task, err := ctr.NewTask(ctx, cio.NullIO)
+	// Not cut short by the caller's context: see StartContainer.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
+	defer cancel()
+	task, err := ctr.NewTask(tctx, cio.NullIO)
 	if err != nil {
 		return nil, fmt.Errorf("create pause task of pod %s: %w", ref, err)
 	}
 	undo.push(func(ctx context.Context) error { return deleteTask(ctx, task) })
-	if err := task.Start(ctx); err != nil {
+	if err := task.Start(tctx); err != nil {
 		return nil, fmt.Errorf("start pause process of pod %s: %w", ref, err)
 	}
 	sb.PID = task.Pid()
@@ -179,6 +185,9 @@ func podNetwork(pod *corev1.Pod) netns.Pod {
 
 // deleteTask kills a task's processes and deletes it; a task already gone is not an error.
 func deleteTask(ctx context.Context, task containerd.Task) error {
+	// Not cut short by the caller: a task deletion cancelled midway leaves its shim (containerd 1.6).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
+	defer cancel()
 	_, err := task.Delete(ctx, containerd.WithProcessKill)
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete task %s: %w", task.ID(), err)

@@ -26,6 +26,7 @@ const (
 	Pods       = "pods"
 	Namespaces = "namespaces"
 	Nodes      = "nodes"
+	Events     = "events"
 )
 
 // resourceInfo describes one stored resource. The table is returned by a
@@ -49,6 +50,8 @@ func lookupResource(resource string) (resourceInfo, error) {
 		return resourceInfo{corev1.Resource(Namespaces), core("Namespace"), false, func() Object { return &corev1.Namespace{} }}, nil
 	case Nodes:
 		return resourceInfo{corev1.Resource(Nodes), core("Node"), false, func() Object { return &corev1.Node{} }}, nil
+	case Events:
+		return resourceInfo{corev1.Resource(Events), core("Event"), true, func() Object { return &corev1.Event{} }}, nil
 	}
 	return resourceInfo{}, apierrors.NewBadRequest(fmt.Sprintf("unknown resource %q", resource))
 }

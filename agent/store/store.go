@@ -1,4 +1,4 @@
-// Package store keeps the agent's desired state (Pods, Namespaces, Nodes) in
+// Package store keeps the agent's desired state (Pods, Namespaces, Nodes, and Events) in
 // a bbolt file with apiserver-like semantics: resourceVersions, optimistic
 // concurrency, generation, and watches that resume from a resourceVersion.
 package store
@@ -82,7 +82,7 @@ func open(path string, o options) (*Store, error) {
 	}
 	var rv uint64
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{Pods, Namespaces, Nodes, metaBucket} {
+		for _, name := range []string{Pods, Namespaces, Nodes, Events, metaBucket} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -127,8 +127,10 @@ func (s *Store) ResourceVersion() string {
 	return formatRV(s.rv)
 }
 
-// Create stores a new object, filling in uid, creationTimestamp, generation
-// and resourceVersion. obj is not modified; the stored object is returned.
+// Create stores a new object, filling in uid (unless set: a static pod's UID
+// comes from its source; the API layer clears a client's), creationTimestamp,
+// generation and resourceVersion. obj is not modified; the stored object is
+// returned.
 func (s *Store) Create(ctx context.Context, resource string, obj Object) (Object, error) {
 	ri, err := s.check(ctx, resource, obj)
 	if err != nil {
@@ -145,7 +147,9 @@ func (s *Store) Create(ctx context.Context, resource string, obj Object) (Object
 		if b.Get(key) != nil {
 			return Event{}, apierrors.NewAlreadyExists(ri.gr, obj.GetName())
 		}
-		obj.SetUID(uuid.NewUUID())
+		if obj.GetUID() == "" {
+			obj.SetUID(uuid.NewUUID())
+		}
 		// The apiserver stores timestamps with second precision; match it so
 		// what we return equals what a later Get returns.
 		obj.SetCreationTimestamp(metav1.NewTime(s.now().Truncate(time.Second)))

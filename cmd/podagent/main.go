@@ -11,13 +11,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	clog "github.com/containerd/log"
+	"k8s.io/klog/v2"
+
 	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/agent/api"
+	"github.com/podagent/podagent/logs/driver"
 )
 
 func main() {
+	if driver.Invoked(os.Args) {
+		driver.Main(os.Args) // started by a shim for a container's output; never returns
+	}
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
@@ -26,6 +33,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:])
+	case "mirror":
+		err = serveMirror(os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -41,70 +50,86 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: podagent serve [flags]   (podagent serve -h lists the flags)")
+	fmt.Fprintln(os.Stderr, `usage:
+  podagent serve [flags]    run the node agent (podagent serve -h lists the flags)
+  podagent mirror [flags]   serve image archives as a read-only registry, for hosts without one`)
 }
 
+// serve runs `podagent serve`; the settings and where they come from are in config.go.
 func serve(args []string) error {
-	cfg := agent.DefaultConfig()
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&cfg.RootDir, "root-dir", cfg.RootDir, "directory for the agent's persistent state")
-	fs.StringVar(&cfg.RunDir, "run-dir", cfg.RunDir, "directory for per-boot state (network namespaces, /dev/shm)")
-	fs.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "directory for container logs")
-	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket")
-	fs.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", cfg.ContainerdNamespace, "containerd namespace for this agent's containers and images")
-	fs.StringVar(&cfg.Snapshotter, "snapshotter", cfg.Snapshotter, "containerd snapshotter")
-	fs.StringVar(&cfg.PodCIDR, "pod-cidr", cfg.PodCIDR, "pod network CIDR")
-	fs.StringVar(&cfg.BridgeName, "bridge-name", cfg.BridgeName, "Linux bridge of the pod network (also the CNI network name)")
-	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
-	fs.Func("node-labels", "node labels, k=v[,k=v...]", func(s string) error {
-		labels, err := parseLabels(s)
-		if err != nil {
-			return err
-		}
-		cfg.NodeLabels = labels
-		return nil
-	})
-	fs.StringVar(&cfg.ManifestDir, "manifest-dir", cfg.ManifestDir, "directory of static pod manifests")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the Kubernetes API")
-	fs.StringVar(&cfg.PauseImage, "pause-image", cfg.PauseImage, "sandbox (pause) image")
-	fs.Func("image-archive", "OCI image archive to import at start (repeatable)", func(s string) error {
-		cfg.ImageArchives = append(cfg.ImageArchives, s)
-		return nil
-	})
-	fs.StringVar(&cfg.ResolvConf, "resolv-conf", cfg.ResolvConf, "resolv.conf given to pods")
-	fs.DurationVar(&cfg.SyncPeriod, "sync-period", cfg.SyncPeriod, "how often the manifest directory is read")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	s, help, err := parseServeArgs(args)
+	if help || err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	if err := setupLogs(s.LogLevel, s.LogFormat); err != nil {
+		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("log-level: %w", err)
-	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	cfg := s.Agent
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return agent.Run(ctx, cfg)
+	a, err := agent.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if cfg.Listen != "" {
+		l, err := api.Listen(a, api.Options{
+			Listen: cfg.Listen, PKIDir: api.PKIDir(cfg.RootDir), Kubeconfig: api.KubeconfigPath(cfg.RootDir),
+			Hosts: []string{cfg.NodeName},
+		})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		if s.LogFormat == logFormatJSON {
+			// Every line of a JSON log is a JSON object, for the shipper that reads it.
+			slog.Info("serving the Kubernetes API", "url", "https://"+l.Addr, "kubeconfig", l.Kubeconfig)
+		} else {
+			fmt.Fprintf(os.Stderr, "podagent: the Kubernetes API is at https://%s; point kubectl at it with:\n\n    export KUBECONFIG=%s\n\n", l.Addr, l.Kubeconfig)
+		}
+	}
+	return a.Run(ctx)
 }
 
-func parseLabels(s string) (map[string]string, error) {
-	labels := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		if kv == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, fmt.Errorf("label %q is not key=value", kv)
-		}
-		labels[k] = v
+// setupLogs sends podagent's logs to stderr at level, as text or JSON, and quiets the containerd
+// client's own logger, which would otherwise report every registry fallback at info level.
+func setupLogs(level slog.Level, format logFormat) error {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	clogFormat := clog.TextFormat
+	if format == logFormatJSON {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+		clogFormat = clog.JSONFormat
 	}
-	return labels, nil
+	slog.SetDefault(slog.New(h))
+	// The Kubernetes streaming libraries log through klog: into the same log.
+	klog.SetSlogLogger(slog.Default())
+	if err := clog.SetFormat(clogFormat); err != nil {
+		return err
+	}
+	return clog.SetLevel("warn")
+}
+
+// setupLogging is setupLogs for `podagent mirror`, whose logs are text at its --log-level.
+func setupLogging(level string) error {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return fmt.Errorf("log-level: %w", err)
+	}
+	return setupLogs(l, logFormatText)
+}
+
+// parseFlags parses args into fs; help reports that -h was asked for (and answered).
+func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return false, nil
 }

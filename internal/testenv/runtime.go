@@ -17,6 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/podagent/podagent/internal/testimages"
+	"github.com/podagent/podagent/logs"
+	"github.com/podagent/podagent/logs/driver"
 	"github.com/podagent/podagent/netns"
 	"github.com/podagent/podagent/runtime"
 )
@@ -31,6 +33,11 @@ var images_ struct {
 // Main runs a package's tests and removes the test images built for them afterwards. Use it as
 // `func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }`.
 func Main(m *testing.M) int {
+	if driver.Invoked(os.Args) {
+		// The test binary is the runtime's log driver in tests: a shim started it for a
+		// container's output.
+		driver.Main(os.Args)
+	}
 	code := m.Run()
 	if images_.dir != "" {
 		os.RemoveAll(images_.dir)
@@ -82,6 +89,9 @@ func RuntimeConfig(dir string) runtime.Config {
 		RootDir:     filepath.Join(dir, "root"),
 		RunDir:      filepath.Join(dir, "run"),
 		LogDir:      filepath.Join(dir, "logs"),
+		LogDriver:   testBinary(),
+		LogMaxSize:  logs.DefaultMaxSize,
+		LogMaxFiles: logs.DefaultMaxFiles,
 		PauseImage:  testimages.PauseImage,
 		ResolvConf:  "/etc/resolv.conf",
 	}
@@ -195,6 +205,19 @@ func (r *Runtime) leftovers() error {
 			}
 		}
 	}
+	// A shim exits shortly after its task is deleted.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		shims := shimsOf(r.Config.Namespace)
+		if len(shims) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			errs = append(errs, fmt.Errorf("shim processes left: %v", shims))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if ents, _ := os.ReadDir(filepath.Join(r.Config.RootDir, "pods")); len(ents) > 0 {
 		errs = append(errs, fmt.Errorf("pod directories left: %d", len(ents)))
 	}
@@ -205,6 +228,15 @@ func (r *Runtime) cleanup(t testing.TB) {
 	r.RemoveAll(t)
 	r.AssertNothingLeft(t)
 	client := r.Client()
+	// A process killed while it pulled or imported leaves its lease (containerd expires them only
+	// after a day), and a lease keeps content and snapshots from garbage collection.
+	if ls, err := client.LeasesService().List(r.Ctx); err == nil {
+		for _, l := range ls {
+			if err := client.LeasesService().Delete(r.Ctx, l); err != nil {
+				t.Errorf("delete lease %s: %v", l.ID, err)
+			}
+		}
+	}
 	imgs, err := client.ImageService().List(r.Ctx)
 	if err == nil {
 		for i, img := range imgs {
@@ -236,4 +268,35 @@ func (r *Runtime) cleanup(t testing.TB) {
 		t.Error(err)
 	}
 	AssertNoNATRules(t, r.Network.Name)
+}
+
+// shimsOf lists the command lines of the shim processes of containerd namespace ns.
+func shimsOf(ns string) []string {
+	procs, _ := os.ReadDir("/proc")
+	var out []string
+	for _, p := range procs {
+		raw, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-namespace" && args[i+1] == ns {
+				out = append(out, strings.Join(args, " "))
+			}
+		}
+	}
+	return out
+}
+
+// testBinary is the running test binary, which serves as the log driver (see Main).
+func testBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		panic(fmt.Sprintf("find the test binary: %v", err))
+	}
+	return exe
 }

@@ -1,0 +1,75 @@
+// Package api serves the agent's Kubernetes API. So far: the pods/log subresource.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/agent/registry"
+	"github.com/podagent/podagent/agent/store"
+)
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	agent    *agent.Agent
+	store    *store.Store
+	registry *registry.Registry
+	codecs   *codecs
+	mux      *http.ServeMux
+}
+
+// New returns the API of a.
+func New(a *agent.Agent) (*Server, error) {
+	c, err := newCodecs()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{agent: a, store: a.Store(), registry: a.Registry(), codecs: c, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /api", s.discoveryAPI)
+	s.mux.HandleFunc("GET /apis", s.discoveryAPIs)
+	s.mux.HandleFunc("GET /api/v1", s.discoveryV1)
+	s.mux.HandleFunc("GET /version", s.version)
+	s.mux.Handle("GET /metrics", a.MetricsHandler())
+	for _, p := range []string{"/healthz", "/readyz", "/livez"} {
+		s.mux.HandleFunc("GET "+p, s.healthz)
+	}
+	for _, k := range []*kind{s.pods(), s.namespaces(), s.nodes(), s.events()} {
+		s.register(k)
+	}
+	s.mux.HandleFunc("GET /api/v1/namespaces/{namespace}/pods/{name}/log", s.podLog)
+	s.registerStreaming()
+	if err := registerOpenAPI(s.mux); err != nil {
+		return nil, err
+	}
+	s.mux.HandleFunc("/", s.notFound)
+	return s, nil
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, apierrors.NewGenericServerResponse(http.StatusNotFound, r.Method, schema.GroupResource{}, "",
+		"the server could not find the requested resource", 0, false))
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// writeError answers with err as a Kubernetes Status, as the kube-apiserver does: its reason and
+// code for a status error, 500 for anything else.
+func writeError(w http.ResponseWriter, err error) {
+	var status apierrors.APIStatus
+	st := metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError, Message: err.Error(),
+		Reason: metav1.StatusReasonInternalError}
+	if errors.As(err, &status) {
+		st = status.Status()
+		st.Status = metav1.StatusFailure
+	}
+	st.Kind, st.APIVersion = "Status", "v1"
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(int(st.Code))
+	_ = json.NewEncoder(w).Encode(st)
+}

@@ -1,0 +1,194 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"reflect"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/agent/registry"
+	"github.com/podagent/podagent/agent/store"
+)
+
+func (s *Server) pods() *kind {
+	return &kind{
+		resource: store.Pods, name: "Pod", namespaced: true,
+		newObj: func() store.Object { return &corev1.Pod{} },
+		list: func(items []store.Object, rv string) any {
+			return &corev1.PodList{TypeMeta: listType("PodList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Pod](items)}
+		},
+		create: func(ctx context.Context, obj store.Object, dryRun bool) (store.Object, error) {
+			pod := obj.(*corev1.Pod)
+			if pod.Annotations[agent.MirrorAnnotation] != "" {
+				return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, pod.Name,
+					fmt.Errorf("mirror pods are made by the node from its static pod manifests"))
+			}
+			if dryRun {
+				p := pod.DeepCopy()
+				return p, registry.PreparePodForCreate(p)
+			}
+			return s.registry.CreatePod(ctx, pod)
+		},
+		update: func(cur, obj store.Object, sub string) (store.Object, error) {
+			old, pod := cur.(*corev1.Pod), obj.(*corev1.Pod)
+			if err := refuseMirror(old); err != nil {
+				return nil, err
+			}
+			if sub == "status" {
+				old.Status = pod.Status
+				return old, nil
+			}
+			if err := registry.AdmitPod(pod); err != nil {
+				return nil, err
+			}
+			if errs := validatePodUpdate(pod, old); len(errs) > 0 {
+				return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, pod.Name, errs)
+			}
+			// What only the server sets stays as it is.
+			pod.Status = old.Status
+			pod.UID, pod.CreationTimestamp, pod.Generation = old.UID, old.CreationTimestamp, old.Generation
+			pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = old.DeletionTimestamp, old.DeletionGracePeriodSeconds
+			return pod, nil
+		},
+		delete: func(ctx context.Context, ns, name string, opts *metav1.DeleteOptions) (store.Object, error) {
+			obj, err := s.store.Get(ctx, store.Pods, ns, name)
+			if err != nil {
+				return nil, err
+			}
+			if err := refuseMirror(obj.(*corev1.Pod)); err != nil {
+				return nil, err
+			}
+			p, _, err := s.registry.DeletePod(ctx, ns, name, opts.GracePeriodSeconds, opts.Preconditions)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	}
+}
+
+// refuseMirror refuses to change a mirror pod: its manifest on the node defines it.
+func refuseMirror(pod *corev1.Pod) error {
+	if pod.Annotations[agent.MirrorAnnotation] == "" {
+		return nil
+	}
+	return apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, pod.Name,
+		fmt.Errorf("it is the mirror of a static pod (source %s): change or remove its manifest on node %s instead",
+			pod.Annotations["kubernetes.io/config.source"], pod.Spec.NodeName))
+}
+
+// validatePodUpdate allows what the apiserver allows a pod's spec to change: container images,
+// activeDeadlineSeconds, and added tolerations.
+func validatePodUpdate(pod, old *corev1.Pod) field.ErrorList {
+	mungedSpec := old.Spec.DeepCopy()
+	if len(pod.Spec.Containers) == len(mungedSpec.Containers) {
+		for i := range mungedSpec.Containers {
+			mungedSpec.Containers[i].Image = pod.Spec.Containers[i].Image
+		}
+	}
+	mungedSpec.ActiveDeadlineSeconds = pod.Spec.ActiveDeadlineSeconds
+	if len(pod.Spec.Tolerations) >= len(old.Spec.Tolerations) {
+		mungedSpec.Tolerations = pod.Spec.Tolerations
+	}
+	if !reflect.DeepEqual(*mungedSpec, pod.Spec) {
+		return field.ErrorList{field.Forbidden(field.NewPath("spec"),
+			"pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")}
+	}
+	return nil
+}
+
+func (s *Server) namespaces() *kind {
+	return &kind{
+		resource: store.Namespaces, name: "Namespace",
+		newObj: func() store.Object { return &corev1.Namespace{} },
+		list: func(items []store.Object, rv string) any {
+			return &corev1.NamespaceList{TypeMeta: listType("NamespaceList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Namespace](items)}
+		},
+		create: func(ctx context.Context, obj store.Object, dryRun bool) (store.Object, error) {
+			ns := obj.(*corev1.Namespace)
+			if dryRun {
+				n := ns.DeepCopy()
+				return n, registry.PrepareNamespaceForCreate(n)
+			}
+			return s.registry.CreateNamespace(ctx, ns)
+		},
+		update: func(cur, obj store.Object, sub string) (store.Object, error) {
+			old, ns := cur.(*corev1.Namespace), obj.(*corev1.Namespace)
+			if sub == "status" {
+				return old, nil // the namespace controller's, not a client's
+			}
+			old.Labels, old.Annotations = ns.Labels, ns.Annotations
+			if old.Labels == nil {
+				old.Labels = map[string]string{}
+			}
+			old.Labels["kubernetes.io/metadata.name"] = old.Name
+			return old, nil
+		},
+		delete: func(ctx context.Context, _, name string, opts *metav1.DeleteOptions) (store.Object, error) {
+			return s.registry.DeleteNamespace(ctx, name, opts.Preconditions)
+		},
+	}
+}
+
+func (s *Server) nodes() *kind {
+	return &kind{
+		resource: store.Nodes, name: "Node",
+		newObj: func() store.Object { return &corev1.Node{} },
+		list: func(items []store.Object, rv string) any {
+			return &corev1.NodeList{TypeMeta: listType("NodeList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Node](items)}
+		},
+		update: func(cur, obj store.Object, sub string) (store.Object, error) {
+			old, n := cur.(*corev1.Node), obj.(*corev1.Node)
+			if sub == "status" {
+				old.Status = n.Status
+				return old, nil
+			}
+			// Labels (kubectl label node ... gpu=true), annotations, taints and cordoning are
+			// the users'; the rest is the agent's.
+			old.Labels, old.Annotations = n.Labels, n.Annotations
+			old.Spec.Taints, old.Spec.Unschedulable = n.Spec.Taints, n.Spec.Unschedulable
+			return old, nil
+		},
+	}
+}
+
+func (s *Server) events() *kind {
+	return &kind{
+		resource: store.Events, name: "Event", namespaced: true,
+		newObj: func() store.Object { return &corev1.Event{} },
+		list: func(items []store.Object, rv string) any {
+			return &corev1.EventList{TypeMeta: listType("EventList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Event](items)}
+		},
+	}
+}
+
+// randomSuffix is generateName's random part: five characters the apiserver would use.
+func randomSuffix() string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func listType(kind string) metav1.TypeMeta { return metav1.TypeMeta{Kind: kind, APIVersion: "v1"} }
+
+func listMeta(rv string) metav1.ListMeta { return metav1.ListMeta{ResourceVersion: rv} }
+
+// itemsOf is a typed list's items: never nil, so that JSON shows [] for an empty list.
+func itemsOf[T any](objs []store.Object) []T {
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, *any(o).(*T))
+	}
+	return out
+}
