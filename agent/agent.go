@@ -334,6 +334,9 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 			if err := a.removeLeftoverFiles(ctx); err != nil && ctx.Err() == nil {
 				slog.Error("remove files of removed pods", "err", err)
 			}
+			if err := a.rt.CollectNetworks(ctx); err != nil && ctx.Err() == nil {
+				slog.Error("release networks of removed sandboxes", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

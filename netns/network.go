@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -78,6 +79,9 @@ func New(opts Options) (*Network, error) {
 	}, nil
 }
 
+// pluginTimeout bounds one CNI ADD or DEL of the whole plugin chain.
+const pluginTimeout = time.Minute
+
 // Path is where the network namespace of sandboxID is mounted.
 func (n *Network) Path(sandboxID string) string {
 	return filepath.Join(n.opts.NamespaceDir, sandboxID)
@@ -107,7 +111,11 @@ func (n *Network) Setup(ctx context.Context, sandboxID string, pod Pod) (_ *Atta
 	if err := loopbackUp(path); err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtimeConf(sandboxID, path, pod))
+	// Not cut short by the caller (the agent stopping): a plugin killed midway may leave a child
+	// (host-local) that reserves an IP after the cleanup's DEL has run.
+	addCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
+	defer cancel()
+	res, err := n.cni.AddNetworkList(addCtx, n.list, n.runtimeConf(sandboxID, path, pod))
 	if err != nil {
 		return nil, fmt.Errorf("CNI ADD for pod %s/%s on network %s: %w", pod.Namespace, pod.Name, n.opts.Name, err)
 	}
@@ -134,6 +142,8 @@ func (n *Network) Teardown(ctx context.Context, sandboxID string, pod Pod) error
 	if !IsMounted(path) {
 		nsPath = ""
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
+	defer cancel()
 	if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(sandboxID, nsPath, pod)); err != nil {
 		return fmt.Errorf("CNI DEL for pod %s/%s (sandbox %s) on network %s: %w", pod.Namespace, pod.Name, sandboxID, n.opts.Name, err)
 	}
