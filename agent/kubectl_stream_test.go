@@ -112,6 +112,17 @@ func TestKubectlStreamExecPortForward(t *testing.T) {
 				if err != nil || !strings.Contains(string(out), "/dev/pts/") {
 					t.Errorf("kubectl exec -ti shell -- tty: %v, output %q; want a /dev/pts terminal", err, out)
 				}
+				// The client's terminal size reaches the command's terminal. The resize arrives
+				// beside the start, so the command polls for it.
+				poll := `for i in $(seq 100); do [ "$(stty size)" = "45 123" ] && { echo sized; exit 0; }; sleep 0.05; done; stty size; exit 1`
+				line = fmt.Sprintf("stty cols 123 rows 45; %s --kubeconfig %s exec -ti shell -- sh -c '%s'", bin, kc, poll)
+				cmd = exec.Command(script, "-qec", line, "/dev/null")
+				cmd.Env = append(os.Environ(), "HOME="+filepath.Dir(kc))
+				cmd.Stdin = strings.NewReader("")
+				out, err = cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "sized") {
+					t.Errorf("kubectl exec -ti in a 123x45 terminal: %v, output %q; want the size 45 123", err, out)
+				}
 			})
 			t.Run("exec errors", func(t *testing.T) {
 				if _, errOut, code := run(nil, "exec", "missing", "--", "true"); code == 0 || !strings.Contains(errOut, `pods "missing" not found`) {

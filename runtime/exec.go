@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -16,6 +17,13 @@ type ExecOptions struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	TTY            bool
+	// Resize carries the client's terminal size changes (with TTY); it may be nil.
+	Resize <-chan TerminalSize
+}
+
+// TerminalSize is a terminal's width and height in characters.
+type TerminalSize struct {
+	Width, Height uint16
 }
 
 // Exec runs a command in a running container, with the container's environment, user and working
@@ -59,6 +67,9 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	if err := proc.Start(ctx); err != nil {
 		return 0, fmt.Errorf("start exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
+	if o.TTY && o.Resize != nil {
+		go resizeTerminal(ctx, proc, o.Resize)
+	}
 	if stdin != nil {
 		// The command sees EOF on stdin once the caller's reader is drained and copied.
 		go func() {
@@ -79,6 +90,27 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 		return int(code), nil
 	case <-ctx.Done():
 		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
+	}
+}
+
+// resizeTerminal applies each size from sizes to proc's terminal until sizes closes or ctx ends.
+// A failed resize (the process has exited meanwhile) only ends the loop's usefulness, not the exec.
+func resizeTerminal(ctx context.Context, proc containerd.Process, sizes <-chan TerminalSize) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case size, ok := <-sizes:
+			if !ok {
+				return
+			}
+			if size.Width == 0 || size.Height == 0 {
+				continue
+			}
+			if err := proc.Resize(ctx, uint32(size.Width), uint32(size.Height)); err != nil {
+				slog.Debug("resize exec terminal", "exec", proc.ID(), "err", err)
+			}
+		}
 	}
 }
 

@@ -162,12 +162,35 @@ type executor struct {
 // ExecInContainer runs cmd and turns a non-zero exit code into the ExitError from which the
 // streaming library reports the code to the client (kubectl exits with it).
 //
-// Terminal resize events are dropped: runtime.Exec does not expose the exec'd process, so a
-// terminal keeps the size it started with. The library stops sending them when the request ends.
+// With a terminal, the client's size changes (kubectl sends the first one at once) resize it.
 func (e *executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errOut io.WriteCloser,
-	tty bool, _ <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
 	// Streams the client did not ask for arrive as nil interfaces, which the runtime leaves unattached.
 	o := runtime.ExecOptions{Cmd: cmd, Stdin: in, Stdout: out, Stderr: errOut, TTY: tty}
+	if tty && resize != nil {
+		sizes := make(chan runtime.TerminalSize)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			defer close(sizes)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case s, ok := <-resize:
+					if !ok {
+						return
+					}
+					select {
+					case sizes <- runtime.TerminalSize{Width: s.Width, Height: s.Height}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		o.Resize = sizes
+	}
 	code, err := e.agent.Runtime().Exec(e.agent.ContainerdContext(ctx), e.containerID, o)
 	if err != nil {
 		return err
