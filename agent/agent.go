@@ -149,7 +149,7 @@ func (a *Agent) start(ctx context.Context) error {
 func (a *Agent) loops(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context){
-		a.dispatchPods, a.watchNode, a.watchNamespaces, a.watchTasks, a.collectOrphans, a.runSources,
+		a.dispatchPods, a.watchNode, a.watchNamespaces, a.watchTasks, a.collectOrphans, a.runSources, a.heartbeat,
 	} {
 		wg.Go(func() { loop(ctx) })
 	}

@@ -150,6 +150,7 @@ func (a *Agent) registerNode(ctx context.Context, facts hostFacts) (*corev1.Node
 		n := nodeObject(a.cfg.NodeName, a.cfg.PodCIDR, labels, facts, time.Now())
 		old.Labels = n.Labels
 		old.Spec.PodCIDR, old.Spec.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
+		keepNodeTransitionTimes(old.Status.Conditions, n.Status.Conditions)
 		old.Status = n.Status
 		return old, nil
 	})
