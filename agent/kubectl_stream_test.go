@@ -21,6 +21,8 @@ import (
 	"golang.org/x/net/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podagent/podagent/internal/testenv"
 )
 
 // streamPods starts the pods the exec and port-forward tests reach: "shell", a busybox that
@@ -123,6 +125,37 @@ func TestKubectlStreamExecPortForward(t *testing.T) {
 				if err != nil || !strings.Contains(string(out), "sized") {
 					t.Errorf("kubectl exec -ti in a 123x45 terminal: %v, output %q; want the size 45 123", err, out)
 				}
+			})
+			t.Run("exec abandoned", func(t *testing.T) {
+				// kubectl killed while its command runs: the command is killed too, not left
+				// running with nobody attached.
+				cmd := exec.Command(bin, "--kubeconfig", kc, "exec", "shell", "--", "sh", "-c", "echo started; exec sleep 307")
+				cmd.Env = append(os.Environ(), "HOME="+filepath.Dir(kc))
+				stdout, err := cmd.StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				line, err := bufio.NewReader(stdout).ReadString('\n')
+				if err != nil || line != "started\n" {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("kubectl exec: first line %q, %v", line, err)
+				}
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				testenv.Eventually(t, 15*time.Second, func() error {
+					out, errOut, code := run(nil, "exec", "shell", "--", "ps")
+					if code != 0 {
+						return fmt.Errorf("ps: exit %d, %s", code, errOut)
+					}
+					if strings.Contains(out, "sleep 307") {
+						return fmt.Errorf("the abandoned command still runs:\n%s", out)
+					}
+					return nil
+				})
 			})
 			t.Run("exec errors", func(t *testing.T) {
 				if _, errOut, code := run(nil, "exec", "missing", "--", "true"); code == 0 || !strings.Contains(errOut, `pods "missing" not found`) {

@@ -6,10 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"syscall"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
 )
+
+// execKillTimeout bounds the wait for an abandoned exec to die once killed.
+const execKillTimeout = 10 * time.Second
 
 // ExecOptions describe a command to run in a container.
 type ExecOptions struct {
@@ -82,14 +88,39 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	}
 	select {
 	case st := <-exitc:
-		proc.IO().Wait()
-		code, _, err := st.Result()
-		if err != nil {
-			return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
+		if ctx.Err() == nil {
+			proc.IO().Wait()
+			code, _, err := st.Result()
+			if err != nil {
+				return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
+			}
+			return int(code), nil
 		}
-		return int(code), nil
+		// The wait ended with ctx: the command may still run.
 	case <-ctx.Done():
-		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
+	}
+	killAbandoned(ctx, proc, containerID)
+	return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
+}
+
+// killAbandoned kills an exec'd process that nobody waits for any more (the client went away),
+// as containerd's CRI does, rather than leave it running unattached, and waits for it to end so
+// that it can be deleted.
+func killAbandoned(ctx context.Context, proc containerd.Process, containerID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execKillTimeout)
+	defer cancel()
+	exited, err := proc.Wait(ctx)
+	if err != nil {
+		slog.Warn("wait for abandoned exec", "container", containerID, "exec", proc.ID(), "err", err)
+		return
+	}
+	if err := proc.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+		slog.Warn("kill abandoned exec", "container", containerID, "exec", proc.ID(), "err", err)
+		return
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
 	}
 }
 

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -67,8 +70,47 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	remotecommand.ServeExec(w, r, &executor{agent: s.agent, containerID: id}, name, "", opts.container, opts.command,
-		&opts.streams, streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+	// The streaming library hands the executor the request's context, which a hijacked
+	// connection never cancels: the executor gets one that ends when the client goes away.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	remotecommand.ServeExec(&hijackWatcher{ResponseWriter: w, gone: cancel}, r, &executor{agent: s.agent, containerID: id, ctx: ctx},
+		name, "", opts.container, opts.command, &opts.streams, streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+}
+
+// hijackWatcher is a ResponseWriter whose hijacked connection calls gone when reading from it
+// fails: the client closed it (kubectl interrupted) or it broke.
+type hijackWatcher struct {
+	http.ResponseWriter
+	gone func()
+}
+
+func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the connection cannot be taken over for streaming")
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Reads go through the server's buffered reader (it may hold bytes already read), watched.
+	r := bufio.NewReader(&readWatcher{r: rw.Reader, gone: h.gone})
+	return conn, bufio.NewReadWriter(r, rw.Writer), nil
+}
+
+// readWatcher calls gone once its reader fails.
+type readWatcher struct {
+	r    io.Reader
+	gone func()
+}
+
+func (w *readWatcher) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil {
+		w.gone()
+	}
+	return n, err
 }
 
 // execOptions are an exec request's query, as the kube-apiserver's PodExecOptions.
@@ -157,6 +199,9 @@ func headerList(values []string) []string {
 type executor struct {
 	agent       *agent.Agent
 	containerID string
+	// ctx ends when the client's connection does; the command is then killed, as containerd's
+	// CRI kills an exec whose context ends, rather than left running with nobody attached.
+	ctx context.Context
 }
 
 // ExecInContainer runs cmd and turns a non-zero exit code into the ExitError from which the
@@ -165,6 +210,13 @@ type executor struct {
 // With a terminal, the client's size changes (kubectl sends the first one at once) resize it.
 func (e *executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errOut io.WriteCloser,
 	tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	if e.ctx != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(e.ctx, cancel)
+		defer stop()
+	}
 	// Streams the client did not ask for arrive as nil interfaces, which the runtime leaves unattached.
 	o := runtime.ExecOptions{Cmd: cmd, Stdin: in, Stdout: out, Stderr: errOut, TTY: tty}
 	if tty && resize != nil {
