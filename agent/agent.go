@@ -70,6 +70,7 @@ type Agent struct {
 	nodeUID  types.UID
 	images   imageIDCache
 	metrics  *metrics
+	events   eventNames
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,17 +27,24 @@ func (a *Agent) event(ctx context.Context, pod *corev1.Pod, container, typ, reas
 	}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", pod.UID, container, reason, msg)
-	name := fmt.Sprintf("%s.%x", pod.Name, h.Sum64())
-	now := metav1.NewTime(time.Now().Truncate(time.Second))
-	_, err := a.store.GuaranteedUpdate(ctx, store.Events, pod.Namespace, name, func(cur store.Object) (store.Object, error) {
-		e := cur.(*corev1.Event)
-		e.Count++
-		e.LastTimestamp = now
-		return e, nil
-	})
+	key := h.Sum64()
+	clock := time.Now()
+	now := metav1.NewTime(clock.Truncate(time.Second))
+	var err error = apierrors.NewNotFound(eventsResource, "")
+	if name, ok := a.events.name(key); ok {
+		_, err = a.store.GuaranteedUpdate(ctx, store.Events, pod.Namespace, name, func(cur store.Object) (store.Object, error) {
+			e := cur.(*corev1.Event)
+			e.Count++
+			e.LastTimestamp = now
+			return e, nil
+		})
+	}
 	if apierrors.IsNotFound(err) {
+		// Named as the kubelet's recorder names events: the object's name and the time in
+		// nanoseconds, so that listing them (by name) lists one object's events in the order
+		// they happened, as `kubectl describe` shows them.
 		e := &corev1.Event{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: pod.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace},
 			InvolvedObject: corev1.ObjectReference{
 				Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 				ResourceVersion: pod.ResourceVersion,
@@ -52,11 +60,51 @@ func (a *Agent) event(ctx context.Context, pod *corev1.Pod, container, typ, reas
 		if container != "" {
 			e.InvolvedObject.FieldPath = fmt.Sprintf("spec.containers{%s}", container)
 		}
-		_, err = a.store.Create(ctx, store.Events, e)
+		// Two events in the same nanosecond (a coarse clock) take the next one.
+		for ns := clock.UnixNano(); ; ns++ {
+			e.Name = fmt.Sprintf("%s.%x", pod.Name, ns)
+			if _, err = a.store.Create(ctx, store.Events, e); !apierrors.IsAlreadyExists(err) {
+				break
+			}
+		}
+		if err == nil {
+			a.events.remember(key, e.Name)
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		slog.Warn("record event", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "err", err)
 	}
+}
+
+// eventsResource names events in errors.
+var eventsResource = corev1.Resource("events")
+
+// eventNames maps what identifies an event (object, container, reason and message) to the name of
+// the Event that counts it, as the kubelet's event correlator does. It is memory only: after a
+// restart the same event starts a new Event, as it does after a kubelet restart.
+type eventNames struct {
+	mu    sync.Mutex
+	names map[uint64]string
+}
+
+// maxEventNames bounds the map, as the correlator's cache (4096 entries): when full it starts
+// anew, and an event seen again then starts a new Event.
+const maxEventNames = 4096
+
+func (n *eventNames) name(key uint64) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	name, ok := n.names[key]
+	return name, ok
+}
+
+func (n *eventNames) remember(key uint64, name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.names == nil || len(n.names) >= maxEventNames {
+		n.names = map[uint64]string{}
+	}
+	n.names[key] = name
 }
 
 // collectEvents removes events older than eventTTL, and those of namespaces that are gone.
