@@ -164,6 +164,9 @@ func TestKubectlStreamExecPortForward(t *testing.T) {
 				if _, errOut, code := run(nil, "exec", "shell", "-c", "nosuch", "--", "true"); code == 0 || !strings.Contains(errOut, "nosuch") {
 					t.Errorf("exec in a missing container: exit %d, stderr %q", code, errOut)
 				}
+				if _, errOut, code := run(nil, "attach", "shell"); code == 0 || !strings.Contains(errOut, "does not support attach") {
+					t.Errorf("attach: exit %d, stderr %q; want the reason it is not supported", code, errOut)
+				}
 			})
 			t.Run("port-forward", func(t *testing.T) {
 				port := portForward(t, bin, kc, "kubia", "8080")

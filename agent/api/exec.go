@@ -48,7 +48,21 @@ func (s *Server) registerStreaming() {
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
 		s.mux.HandleFunc(m+" /api/v1/namespaces/{namespace}/pods/{name}/exec", s.podExec)
 		s.mux.HandleFunc(m+" /api/v1/namespaces/{namespace}/pods/{name}/portforward", s.podPortForward)
+		s.mux.HandleFunc(m+" /api/v1/namespaces/{namespace}/pods/{name}/attach", s.podAttach)
 	}
+}
+
+// podAttach refuses pods/attach with a Status that says why and what to use instead: a
+// container's output goes to its log files through the log driver, not to the agent, and
+// containers never get a stdin (validation refuses stdin and tty).
+func (s *Server) podAttach(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := s.agent.ExecTarget(r.Context(), r.PathValue("namespace"), name, r.URL.Query().Get("container")); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeError(w, apierrors.NewBadRequest(fmt.Sprintf(
+		"podagent does not support attach: containers have no stdin and their output goes to their logs; use kubectl logs -f %s", name)))
 }
 
 // podExec serves .../pods/NAME/exec with kubectl's query: command (repeated), container, stdin,

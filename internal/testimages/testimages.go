@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/podagent/podagent/runtime/ociarchive"
@@ -99,8 +100,10 @@ func Images(pauseBin, kubiaBin, busyboxBin string) ([]ociarchive.Image, error) {
 			Config: ociarchive.Config{Entrypoint: []string{"/pause"}},
 		},
 		{
-			Name:  KubiaImage,
-			Files: []ociarchive.File{{Path: "/app/kubia", Mode: 0o755, Data: kubia}},
+			Name: KubiaImage,
+			// On busybox's userland, as the real image is on node's Debian: `kubectl exec` into
+			// it finds sh, cat, ls and hostname, and `kubectl cp` finds tar.
+			Files: append(slices.Clone(busybox.Files), ociarchive.File{Path: "/app/kubia", Mode: 0o755, Data: kubia}),
 			Config: ociarchive.Config{
 				Entrypoint:   []string{"/app/kubia"},
 				Env:          []string{defaultEnv},
