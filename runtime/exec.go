@@ -70,7 +70,11 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	if err != nil {
 		return 0, fmt.Errorf("wait for exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
-	if err := proc.Start(ctx); err != nil {
+	// Not cut short by the caller: a start cancelled after the process began (the client went
+	// away as its first output arrived) would leave it running with nobody to kill it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
+	defer cancel()
+	if err := proc.Start(sctx); err != nil {
 		return 0, fmt.Errorf("start exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
 	if o.TTY && o.Resize != nil {
