@@ -65,6 +65,10 @@ func (s *Server) pods() *kind {
 			if err := refuseMirror(obj.(*corev1.Pod)); err != nil {
 				return nil, err
 			}
+			if isDryRun(opts.DryRun) {
+				// All a delete checks, nothing done.
+				return obj, registry.CheckPreconditions(schema.GroupResource{Resource: "pods"}, obj, opts.Preconditions)
+			}
 			p, _, err := s.registry.DeletePod(ctx, ns, name, opts.GracePeriodSeconds, opts.Preconditions)
 			if err != nil {
 				return nil, err
@@ -132,6 +136,17 @@ func (s *Server) namespaces() *kind {
 			return old, nil
 		},
 		delete: func(ctx context.Context, _, name string, opts *metav1.DeleteOptions) (store.Object, error) {
+			if isDryRun(opts.DryRun) {
+				// All a delete checks, nothing done.
+				if err := registry.NamespaceDeletable(name); err != nil {
+					return nil, err
+				}
+				obj, err := s.store.Get(ctx, store.Namespaces, "", name)
+				if err != nil {
+					return nil, err
+				}
+				return obj, registry.CheckPreconditions(schema.GroupResource{Resource: "namespaces"}, obj, opts.Preconditions)
+			}
 			return s.registry.DeleteNamespace(ctx, name, opts.Preconditions)
 		},
 	}
