@@ -230,6 +230,8 @@ func TestAPIMalformedRequests(t *testing.T) {
 		{name: "merge huge", method: "PATCH", path: pod, ctype: merge, body: huge, code: 413, reason: metav1.StatusReasonRequestEntityTooLarge},
 		{name: "merge namespace uid", method: "PATCH", path: "/api/v1/namespaces/fuzz", ctype: merge, body: `{"metadata":{"uid":"d1a8d5a3-0000-0000-0000-000000000000"}}`, code: 422, reason: metav1.StatusReasonInvalid, cause: "metadata.uid"},
 		{name: "merge node bad label", method: "PATCH", path: "/api/v1/nodes/node", ctype: merge, body: `{"metadata":{"labels":{"bad key":"x"}}}`, code: 422, reason: metav1.StatusReasonInvalid, cause: "metadata.labels"},
+		{name: "merge node podCIDR", method: "PATCH", path: "/api/v1/nodes/node", ctype: merge, body: `{"spec":{"podCIDR":"10.0.0.0/24"}}`, code: 422, reason: metav1.StatusReasonInvalid, cause: "spec"},
+		{name: "merge node bad taint", method: "PATCH", path: "/api/v1/nodes/node", ctype: merge, body: `{"spec":{"taints":[{"key":"k","effect":"Sometimes"}]}}`, code: 422, reason: metav1.StatusReasonInvalid, cause: "spec.taints[0].effect"},
 		{name: "merge status bad json", method: "PATCH", path: pod + "/status", ctype: merge, body: `[`, code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "strategic bad json", method: "PATCH", path: pod, ctype: smp, body: `{"spec":`, code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "strategic not an object", method: "PATCH", path: pod, ctype: smp, body: `[1]`, code: 400, reason: metav1.StatusReasonBadRequest},
