@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	goruntime "runtime"
 	"strings"
@@ -22,8 +24,7 @@ const maxBody = 3 << 20
 // codecs decode request bodies in every form kubectl sends (JSON, YAML, protobuf), leniently and
 // strictly (fieldValidation=Strict: unknown and duplicate fields are errors).
 type codecs struct {
-	lenient runtime.Decoder
-	strict  runtime.Decoder
+	factory serializer.CodecFactory
 }
 
 func newCodecs() (*codecs, error) {
@@ -32,49 +33,101 @@ func newCodecs() (*codecs, error) {
 		return nil, err
 	}
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
-	return &codecs{
-		lenient: serializer.NewCodecFactory(scheme).UniversalDeserializer(),
-		strict:  serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer(),
-	}, nil
+	// DeleteOptions bodies come as meta.k8s.io/v1 too.
+	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
+	return &codecs{factory: serializer.NewCodecFactory(scheme)}, nil
 }
 
-// decode reads the request body into into, as the apiserver does: the fieldValidation query
-// parameter chooses between rejecting (Strict), warning about (Warn, the default) and ignoring
-// (Ignore) unknown and duplicate fields.
-func (c *codecs) decode(w http.ResponseWriter, r *http.Request, into runtime.Object, kind string) error {
+// readBody reads a request body of at most maxBody bytes; a longer one is 413, as the
+// apiserver's: never cut short and used as if it were whole.
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return apierrors.NewBadRequest(fmt.Sprintf("read request body: %v", err))
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("read request body: %v", err))
 	}
 	if len(body) > maxBody {
-		return apierrors.NewRequestEntityTooLargeError("limit is 3145728")
+		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBody))
 	}
-	mode := r.URL.Query().Get("fieldValidation")
-	switch mode {
-	case "", "Warn", "Ignore", "Strict":
-	default:
-		return apierrors.NewBadRequest(fmt.Sprintf("fieldValidation must be one of Ignore, Warn or Strict, not %q", mode))
+	return body, nil
+}
+
+// serializerFor is the serializer for a request's Content-Type (JSON when none), or 415 for a
+// media type the API does not read, as the apiserver's NegotiateInputSerializer.
+func (c *codecs) serializerFor(contentType string) (runtime.SerializerInfo, error) {
+	infos := c.factory.SupportedMediaTypes()
+	if contentType == "" {
+		return infos[0], nil
 	}
-	gvk := corev1.SchemeGroupVersion.WithKind(kind)
-	if mode == "Strict" {
-		if _, _, err := c.strict.Decode(body, &gvk, into); err != nil {
-			return apierrors.NewBadRequest(fmt.Sprintf("%s in version \"v1\" cannot be handled as a %s: %v", kind, kind, err))
+	if mediaType, _, err := mime.ParseMediaType(contentType); err == nil {
+		if info, ok := runtime.SerializerInfoForMediaType(infos, mediaType); ok {
+			return info, nil
 		}
-		return nil
 	}
-	if _, _, err := c.lenient.Decode(body, &gvk, into); err != nil {
-		return apierrors.NewBadRequest(fmt.Sprintf("%s in version \"v1\" cannot be handled as a %s: %v", kind, kind, err))
+	var accepted []string
+	for _, info := range infos {
+		accepted = append(accepted, info.MediaType)
 	}
-	if mode == "" || mode == "Warn" {
-		if _, _, err := c.strict.Decode(body, &gvk, into.DeepCopyObject()); err != nil {
-			if se, ok := runtime.AsStrictDecodingError(err); ok {
-				for _, e := range se.Errors() {
-					w.Header().Add("Warning", fmt.Sprintf(`299 - %q`, e.Error()))
-				}
-			}
+	return runtime.SerializerInfo{}, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schema.GroupResource{}, "",
+		"the body of the request was in an unknown format - accepted media types include: "+strings.Join(accepted, ", "), 0, false)
+}
+
+// decode reads a create or update body into into, as the apiserver does: by its Content-Type,
+// with the fieldValidation mode (already validated) choosing between rejecting (Strict), warning
+// about (Warn, the default) and ignoring (Ignore) unknown and duplicate fields. A body of
+// another kind or version than the URL's (a Namespace sent to pods, an apps/v1 Pod) is 400.
+func (c *codecs) decode(w http.ResponseWriter, r *http.Request, body []byte, into runtime.Object, kind, fieldValidation string) error {
+	info, err := c.serializerFor(r.Header.Get("Content-Type"))
+	if err != nil {
+		return err
+	}
+	dec := info.Serializer
+	if fieldValidation != metav1.FieldValidationIgnore && info.StrictSerializer != nil {
+		dec = info.StrictSerializer
+	}
+	want := corev1.SchemeGroupVersion.WithKind(kind)
+	obj, gvk, err := dec.Decode(body, &want, into)
+	if err != nil {
+		strict, isStrict := runtime.AsStrictDecodingError(err)
+		if !isStrict || fieldValidation == metav1.FieldValidationStrict || obj == nil {
+			return decodeError(kind, gvk, body, err)
 		}
+		for _, e := range strict.Errors() {
+			w.Header().Add("Warning", fmt.Sprintf(`299 - %q`, e.Error()))
+		}
+	}
+	if obj != into {
+		return decodeError(kind, gvk, body, fmt.Errorf("converting (%T) to (%T): unknown conversion", obj, into))
+	}
+	if gvk.GroupVersion() != corev1.SchemeGroupVersion {
+		return apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (v1)", gvk.GroupVersion()))
 	}
 	return nil
+}
+
+// decodeError is the apiserver's 400 for a body that cannot be read as kind (transformDecodeError).
+func decodeError(kind string, gvk *schema.GroupVersionKind, body []byte, err error) error {
+	if gvk != nil && gvk.Kind != "" {
+		return apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", gvk.Kind, gvk.Version, kind, err))
+	}
+	return apierrors.NewBadRequest(fmt.Sprintf("the object provided is unrecognized (must be of type %s): %v (%s)", kind, err, summarizeData(body, 30)))
+}
+
+// summarizeData is the start of a body for an error message, as the apiserver quotes it.
+func summarizeData(data []byte, maxLength int) string {
+	switch {
+	case len(data) == 0:
+		return "<empty>"
+	case data[0] == '{':
+		if len(data) > maxLength {
+			return string(data[:maxLength]) + " ..."
+		}
+		return string(data)
+	default:
+		if len(data) > maxLength {
+			return hex.EncodeToString(data[:maxLength]) + " ..."
+		}
+		return hex.EncodeToString(data)
+	}
 }
 
 // writeJSON answers with obj as JSON.

@@ -7,9 +7,11 @@ import (
 	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/podagent/podagent/agent"
@@ -64,6 +66,10 @@ func (s *Server) pods() *kind {
 			}
 			if err := refuseMirror(obj.(*corev1.Pod)); err != nil {
 				return nil, err
+			}
+			if isDryRun(opts.DryRun) {
+				// All a delete checks, nothing done.
+				return obj, registry.CheckPreconditions(schema.GroupResource{Resource: "pods"}, obj, opts.Preconditions)
 			}
 			p, _, err := s.registry.DeletePod(ctx, ns, name, opts.GracePeriodSeconds, opts.Preconditions)
 			if err != nil {
@@ -132,6 +138,17 @@ func (s *Server) namespaces() *kind {
 			return old, nil
 		},
 		delete: func(ctx context.Context, _, name string, opts *metav1.DeleteOptions) (store.Object, error) {
+			if isDryRun(opts.DryRun) {
+				// All a delete checks, nothing done.
+				if err := registry.NamespaceDeletable(name); err != nil {
+					return nil, err
+				}
+				obj, err := s.store.Get(ctx, store.Namespaces, "", name)
+				if err != nil {
+					return nil, err
+				}
+				return obj, registry.CheckPreconditions(schema.GroupResource{Resource: "namespaces"}, obj, opts.Preconditions)
+			}
 			return s.registry.DeleteNamespace(ctx, name, opts.Preconditions)
 		},
 	}
@@ -151,12 +168,43 @@ func (s *Server) nodes() *kind {
 				return old, nil
 			}
 			// Labels (kubectl label node ... gpu=true), annotations, taints and cordoning are
-			// the users'; the rest is the agent's.
+			// the users'; the rest is the agent's, and a change to it is refused, not dropped.
+			if errs := validateNodeUpdate(n, old); len(errs) > 0 {
+				return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Node"}, n.Name, errs)
+			}
 			old.Labels, old.Annotations = n.Labels, n.Annotations
 			old.Spec.Taints, old.Spec.Unschedulable = n.Spec.Taints, n.Spec.Unschedulable
 			return old, nil
 		},
 	}
+}
+
+// validateNodeUpdate allows a client to change a node's taints (valid ones) and unschedulable, the
+// rest of its spec being the agent's.
+func validateNodeUpdate(n, old *corev1.Node) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	for i, t := range n.Spec.Taints {
+		p := spec.Child("taints").Index(i)
+		for _, msg := range validation.IsQualifiedName(t.Key) {
+			errs = append(errs, field.Invalid(p.Child("key"), t.Key, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(t.Value) {
+			errs = append(errs, field.Invalid(p.Child("value"), t.Value, msg))
+		}
+		switch t.Effect {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			errs = append(errs, field.NotSupported(p.Child("effect"), t.Effect,
+				[]corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}))
+		}
+	}
+	want := old.Spec.DeepCopy()
+	want.Taints, want.Unschedulable = n.Spec.Taints, n.Spec.Unschedulable
+	if !apiequality.Semantic.DeepEqual(*want, n.Spec) {
+		errs = append(errs, field.Forbidden(spec, "node updates may only change spec.taints and spec.unschedulable"))
+	}
+	return errs
 }
 
 func (s *Server) events() *kind {

@@ -3,20 +3,27 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/mergepatch"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 
 	"github.com/podagent/podagent/agent/store"
 )
@@ -89,14 +96,18 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, k *kind) {
 }
 
 func (s *Server) listOrWatch(w http.ResponseWriter, r *http.Request, k *kind, namespace string) {
-	q := r.URL.Query()
-	f, err := parseFilter(q, k.resource)
+	opts, err := listOptions(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if b, _ := strconv.ParseBool(q.Get("watch")); b {
-		s.watch(w, r, k, namespace, f)
+	f, err := newFilter(opts, k.resource)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if opts.Watch {
+		s.watch(w, r, k, namespace, opts, f)
 		return
 	}
 	objs, rv, err := s.store.List(r.Context(), k.resource, namespace)
@@ -128,15 +139,15 @@ type watchEvent struct {
 // as ADDED first, as the apiserver does), one JSON event a line, until the client goes or
 // timeoutSeconds pass. A resourceVersion too old for the store's history gets an ERROR event
 // with 410 Expired, after which clients list again.
-func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespace string, f filter) {
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespace string, opts *internalversion.ListOptions, f filter) {
 	ctx := r.Context()
-	if t, err := strconv.Atoi(r.URL.Query().Get("timeoutSeconds")); err == nil && t > 0 {
+	if t := opts.TimeoutSeconds; t != nil && *t > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(*t)*time.Second)
 		defer cancel()
 	}
 	table := wantsTable(r)
-	rv := r.URL.Query().Get("resourceVersion")
+	rv := opts.ResourceVersion
 	var initial []store.Object
 	if rv == "" || rv == "0" {
 		objs, listRV, err := s.store.List(ctx, k.resource, namespace)
@@ -173,7 +184,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 		return true
 	}
 	if err != nil {
-		st := err.(apierrors.APIStatus).Status()
+		// Expired or Gone, checked above: both are status errors (possibly wrapped).
+		var status apierrors.APIStatus
+		errors.As(err, &status)
+		st := status.Status()
 		st.Kind, st.APIVersion = "Status", "v1"
 		_ = enc.Encode(watchEvent{Type: watch.Error, Object: st})
 		flush()
@@ -193,8 +207,18 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
+	opts, err := createOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	obj := k.newObj()
-	if err := s.codecs.decode(w, r, obj, k.name); err != nil {
+	if err := s.codecs.decode(w, r, body, obj, k.name, opts.FieldValidation); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -218,7 +242,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
 	obj.SetCreationTimestamp(metav1.Time{})
 	obj.SetResourceVersion("")
 	obj.SetGeneration(0)
-	created, err := k.create(r.Context(), obj, dryRun(r))
+	created, err := k.create(r.Context(), obj, isDryRun(opts.DryRun))
 	respond(w, http.StatusCreated, created, k, err)
 }
 
@@ -237,48 +261,139 @@ func (s *Server) namespaceAccepts(ctx context.Context, ns string) error {
 }
 
 func (s *Server) put(w http.ResponseWriter, r *http.Request, k *kind, sub string) {
+	opts, err := updateOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	obj := k.newObj()
-	if err := s.codecs.decode(w, r, obj, k.name); err != nil {
+	if err := s.codecs.decode(w, r, body, obj, k.name, opts.FieldValidation); err != nil {
 		writeError(w, err)
 		return
 	}
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	if obj.GetName() != name || (k.namespaced && obj.GetNamespace() != "" && obj.GetNamespace() != ns) {
-		writeError(w, apierrors.NewBadRequest("the name or namespace of the object does not match the request's"))
+	if err := checkName(obj, k, ns, name); err != nil {
+		writeError(w, err)
 		return
 	}
 	obj.SetNamespace(ns)
-	updated, err := s.update(r.Context(), k, ns, name, sub, obj.GetResourceVersion(), func(store.Object) (store.Object, error) { return obj, nil })
+	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), func(cur store.Object) (store.Object, error) {
+		// The client's uid and resourceVersion are preconditions, as the apiserver's: a PUT of
+		// an object read before it was deleted and made again must not replace the new one.
+		if uid := obj.GetUID(); uid != "" && uid != cur.GetUID() {
+			return nil, apierrors.NewConflict(k.gr(), name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", uid, cur.GetUID()))
+		}
+		if rv := obj.GetResourceVersion(); rv != "" && rv != cur.GetResourceVersion() {
+			return nil, apierrors.NewConflict(k.gr(), name, fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
+		}
+		return obj.DeepCopyObject().(store.Object), nil
+	})
 	respond(w, http.StatusOK, updated, k, err)
 }
 
-// update stores the change next makes to the current object, through the resource's admission,
-// with the client's resourceVersion (if any) as the precondition.
-func (s *Server) update(ctx context.Context, k *kind, ns, name, sub, clientRV string, next func(cur store.Object) (store.Object, error)) (store.Object, error) {
-	return s.store.GuaranteedUpdate(ctx, k.resource, ns, name, func(cur store.Object) (store.Object, error) {
-		if clientRV != "" && clientRV != cur.GetResourceVersion() {
-			return nil, apierrors.NewConflict(k.gr(), name, fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
-		}
+// checkName refuses a body whose name or namespace is not the URL's, as the apiserver's checkName.
+func checkName(obj store.Object, k *kind, ns, name string) error {
+	if obj.GetName() != name {
+		return apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", obj.GetName(), name))
+	}
+	if k.namespaced && obj.GetNamespace() != "" && obj.GetNamespace() != ns {
+		return apierrors.NewBadRequest(fmt.Sprintf("the namespace of the object (%s) does not match the namespace on the request (%s)", obj.GetNamespace(), ns))
+	}
+	return nil
+}
+
+// update stores the change next makes to the current object, through the checks every update
+// gets (metadata the client may not change) and the resource's admission. A dry run stops short
+// of storing it.
+func (s *Server) update(ctx context.Context, k *kind, ns, name, sub string, dryRun bool, next func(cur store.Object) (store.Object, error)) (store.Object, error) {
+	fn := func(cur store.Object) (store.Object, error) {
 		obj, err := next(cur.DeepCopyObject().(store.Object))
 		if err != nil {
 			return nil, err
 		}
+		if err := checkMetaUpdate(k, obj, cur); err != nil {
+			return nil, err
+		}
 		return k.update(cur, obj, sub)
-	})
+	}
+	if dryRun {
+		cur, err := s.store.Get(ctx, k.resource, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		return fn(cur)
+	}
+	return s.store.GuaranteedUpdate(ctx, k.resource, ns, name, fn)
+}
+
+// checkMetaUpdate does what the apiserver's rest.BeforeUpdate does to the metadata of any update:
+// the server's fields (creationTimestamp, generation) stay the server's, an empty uid is the
+// stored one, and uid, name, namespace and the deletion fields may not change (422 naming the
+// field); labels, annotations and the rest must be valid.
+func checkMetaUpdate(k *kind, obj, cur store.Object) error {
+	if obj.GetUID() == "" {
+		obj.SetUID(cur.GetUID())
+	}
+	obj.SetCreationTimestamp(cur.GetCreationTimestamp())
+	obj.SetGeneration(cur.GetGeneration())
+	obj.SetResourceVersion(cur.GetResourceVersion())
+	metaPath := field.NewPath("metadata")
+	errs := apivalidation.ValidateObjectMetaAccessorUpdate(obj, cur, metaPath)
+	errs = append(errs, apivalidation.ValidateObjectMetaAccessor(obj, k.namespaced, path.ValidatePathSegmentName, metaPath)...)
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(schema.GroupKind{Kind: k.name}, obj.GetName(), errs)
+	}
+	return nil
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub string) {
-	patch, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	if err != nil {
-		writeError(w, apierrors.NewBadRequest(err.Error()))
-		return
-	}
-	ns, name := r.PathValue("namespace"), r.PathValue("name")
 	ctype := r.Header.Get("Content-Type")
 	if i := strings.Index(ctype, ";"); i >= 0 {
 		ctype = ctype[:i]
 	}
-	updated, err := s.update(r.Context(), k, ns, name, sub, "", func(cur store.Object) (store.Object, error) {
+	ctype = strings.TrimSpace(ctype)
+	switch types.PatchType(ctype) {
+	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType:
+	default:
+		// Server-side apply (application/apply-patch+yaml) is not implemented: refused whole,
+		// never taken for another kind of patch.
+		writeError(w, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", k.gr(), "",
+			"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json", 0, false))
+		return
+	}
+	opts, err := patchOptions(r, types.PatchType(ctype))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	patch, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !json.Valid(patch) {
+		writeError(w, apierrors.NewBadRequest("invalid JSON patch"))
+		return
+	}
+	var jsonPatch jsonpatch.Patch
+	if ctype == string(types.JSONPatchType) {
+		if jsonPatch, err = jsonpatch.DecodePatch(patch); err != nil {
+			writeError(w, apierrors.NewBadRequest(err.Error()))
+			return
+		}
+		if len(jsonPatch) > maxJSONPatchOperations {
+			writeError(w, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf(
+				"The allowed maximum operations in a JSON patch is %d, got %d", maxJSONPatchOperations, len(jsonPatch))))
+			return
+		}
+	}
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), func(cur store.Object) (store.Object, error) {
 		setKind(cur, k.name)
 		orig, err := json.Marshal(cur)
 		if err != nil {
@@ -286,28 +401,32 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 		}
 		var patched []byte
 		switch ctype {
-		case "application/merge-patch+json":
-			patched, err = jsonpatch.MergePatch(orig, patch)
-		case "application/strategic-merge-patch+json":
-			patched, err = strategicpatch.StrategicMergePatch(orig, patch, k.newObj())
-		case "application/json-patch+json":
-			var p jsonpatch.Patch
-			if p, err = jsonpatch.DecodePatch(patch); err == nil {
-				patched, err = p.Apply(orig)
+		case string(types.MergePatchType):
+			if patched, err = jsonpatch.MergePatch(orig, patch); err != nil {
+				return nil, apierrors.NewBadRequest(err.Error())
+			}
+		case string(types.StrategicMergePatchType):
+			if patched, err = strategicpatch.StrategicMergePatch(orig, patch, k.newObj()); err != nil {
+				return nil, strategicMergePatchError(err)
 			}
 		default:
-			return nil, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", k.gr(), name,
-				fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got %q)", ctype), 0, false)
-		}
-		if err != nil {
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("the patch could not be applied: %v", err))
+			// A patch that does not apply (a test that fails, a path that is not there) is
+			// 422, as the apiserver's.
+			if patched, err = jsonPatch.Apply(orig); err != nil {
+				return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
+			}
 		}
 		obj := k.newObj()
 		req := r.Clone(r.Context())
-		req.Body = io.NopCloser(strings.NewReader(string(patched)))
-		if err := s.codecs.decode(w, req, obj, k.name); err != nil {
+		req.Header.Set("Content-Type", "application/json")
+		if err := s.codecs.decode(w, req, patched, obj, k.name, opts.FieldValidation); err != nil {
+			// The patched object is not one (a string where a number goes, a kind changed).
+			return nil, apierrors.NewInvalid(schema.GroupKind{}, "", field.ErrorList{field.Invalid(field.NewPath("patch"), string(patched), err.Error())})
+		}
+		if err := checkName(obj, k, ns, name); err != nil {
 			return nil, err
 		}
+		obj.SetNamespace(ns) // a cluster-scoped object's is cleared, as the apiserver does
 		if obj.GetResourceVersion() != "" && obj.GetResourceVersion() != cur.GetResourceVersion() {
 			return nil, apierrors.NewConflict(k.gr(), name, fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
 		}
@@ -316,8 +435,21 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 	respond(w, http.StatusOK, updated, k, err)
 }
 
+// maxJSONPatchOperations is the apiserver's bound on the operations of one JSON patch.
+const maxJSONPatchOperations = 10000
+
+// strategicMergePatchError is the apiserver's status for a strategic merge patch that fails.
+func strategicMergePatchError(err error) error {
+	switch {
+	case errors.Is(err, mergepatch.ErrNoListOfLists), errors.Is(err, mergepatch.ErrPatchContentNotMatchRetainKeys):
+		return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
+	default:
+		return apierrors.NewBadRequest(err.Error())
+	}
+}
+
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, k *kind) {
-	opts, err := deleteOptions(r)
+	opts, err := s.deleteOptions(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -328,12 +460,17 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, k *kind) {
 
 // deleteCollection deletes, one by one, every object the selectors match.
 func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, k *kind) {
-	opts, err := deleteOptions(r)
+	opts, err := s.deleteOptions(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	f, err := parseFilter(r.URL.Query(), k.resource)
+	lo, err := listOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	f, err := newFilter(lo, k.resource)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -362,44 +499,38 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, k *kin
 	writeJSON(w, http.StatusOK, k.list(items, rv))
 }
 
-// deleteOptions reads DeleteOptions from the body (kubectl sends them there) and the query.
-func deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
+// deleteOptions reads DeleteOptions as the apiserver does: from the body if there is one (kubectl
+// sends them there), else from the query; then validates them (422 for a propagationPolicy or
+// dryRun that is not one of the allowed values).
+func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	body, err := readBody(r)
 	if err != nil {
-		return nil, apierrors.NewBadRequest(err.Error())
+		return nil, err
 	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, opts); err != nil {
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid delete options: %v", err))
-		}
-	}
-	if g := r.URL.Query().Get("gracePeriodSeconds"); g != "" {
-		n, err := strconv.ParseInt(g, 10, 64)
+	if len(body) > 0 {
+		info, err := s.codecs.serializerFor(r.Header.Get("Content-Type"))
 		if err != nil {
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds: %q is not an integer", g))
+			return nil, err
 		}
-		opts.GracePeriodSeconds = &n
-	}
-	if p := r.URL.Query().Get("propagationPolicy"); p != "" {
-		pp := metav1.DeletionPropagation(p)
-		opts.PropagationPolicy = &pp
-	}
-	if pp := opts.PropagationPolicy; pp != nil {
-		switch *pp {
-		case metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan:
-		default:
-			return nil, apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy: Unsupported value: %q", *pp))
+		want := metav1.SchemeGroupVersion.WithKind("DeleteOptions")
+		obj, _, err := info.Serializer.Decode(body, &want, opts)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(err.Error())
 		}
+		if obj != opts {
+			return nil, apierrors.NewBadRequest("decoded object cannot be converted to DeleteOptions")
+		}
+	} else if err := decodeQuery(r, opts); err != nil {
+		return nil, err
+	}
+	if errs := metav1validation.ValidateDeleteOptions(opts); len(errs) > 0 {
+		return nil, invalidOptions("DeleteOptions", errs)
+	}
+	// A negative grace period is one second, as the apiserver's rest.BeforeDelete has it: not an
+	// immediate (forced) deletion the client did not ask for.
+	if g := opts.GracePeriodSeconds; g != nil && *g < 0 {
+		opts.GracePeriodSeconds = ptr.To[int64](1)
 	}
 	return opts, nil
-}
-
-func dryRun(r *http.Request) bool {
-	for _, v := range r.URL.Query()["dryRun"] {
-		if v == "All" {
-			return true
-		}
-	}
-	return false
 }

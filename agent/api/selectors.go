@@ -2,10 +2,10 @@ package api
 
 import (
 	"fmt"
-	"net/url"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -18,20 +18,16 @@ type filter struct {
 	fields fields.Selector
 }
 
-// parseFilter reads labelSelector and fieldSelector as the apiserver does, allowing the fields
-// the apiserver allows for each resource.
-func parseFilter(q url.Values, resource string) (filter, error) {
+// newFilter is the selectors of a list's or watch's options (parsed by listOptions, a selector
+// that does not parse being 400 there), allowing the fields the apiserver allows for each
+// resource.
+func newFilter(opts *internalversion.ListOptions, resource string) (filter, error) {
 	f := filter{labels: labels.Everything(), fields: fields.Everything()}
-	var err error
-	if s := q.Get("labelSelector"); s != "" {
-		if f.labels, err = labels.Parse(s); err != nil {
-			return f, apierrors.NewBadRequest(fmt.Sprintf("unable to parse requirement: %v", err))
-		}
+	if opts.LabelSelector != nil {
+		f.labels = opts.LabelSelector
 	}
-	if s := q.Get("fieldSelector"); s != "" {
-		if f.fields, err = fields.ParseSelector(s); err != nil {
-			return f, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector %q: %v", s, err))
-		}
+	if opts.FieldSelector != nil {
+		f.fields = opts.FieldSelector
 		for _, req := range f.fields.Requirements() {
 			if _, ok := fieldSet(resource, nil)[req.Field]; !ok {
 				return f, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))

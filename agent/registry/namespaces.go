@@ -10,6 +10,7 @@ import (
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/podagent/podagent/agent/store"
@@ -26,7 +27,10 @@ var immortalNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSyste
 // labelMetadataName is the label the apiserver puts on every namespace, naming it.
 const labelMetadataName = "kubernetes.io/metadata.name"
 
-var namespaceKind = schema.GroupKind{Kind: "Namespace"}
+var (
+	namespaceKind      = schema.GroupKind{Kind: "Namespace"}
+	namespacesResource = schema.GroupResource{Resource: "namespaces"}
+)
 
 // PrepareNamespaceForCreate defaults and validates a new namespace as the apiserver does.
 func PrepareNamespaceForCreate(ns *corev1.Namespace) error {
@@ -40,7 +44,7 @@ func PrepareNamespaceForCreate(ns *corev1.Namespace) error {
 	}
 	ns.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
 	ns.DeletionTimestamp, ns.DeletionGracePeriodSeconds = nil, nil
-	errs := apivalidation.ValidateObjectMeta(&ns.ObjectMeta, false, apivalidation.ValidateNamespaceName, nil)
+	errs := apivalidation.ValidateObjectMeta(&ns.ObjectMeta, false, apivalidation.ValidateNamespaceName, field.NewPath("metadata"))
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(namespaceKind, ns.Name, errs)
 	}
@@ -71,18 +75,24 @@ func (r *Registry) EnsureDefaultNamespaces(ctx context.Context) error {
 	return nil
 }
 
+// NamespaceDeletable refuses the deletion of the namespaces a cluster cannot do without.
+func NamespaceDeletable(name string) error {
+	if slices.Contains(immortalNamespaces, name) {
+		return apierrors.NewForbidden(namespacesResource, name, fmt.Errorf("this namespace may not be deleted"))
+	}
+	return nil
+}
+
 // DeleteNamespace marks a namespace Terminating; the agent's namespace controller then deletes its
 // pods and, once they are gone, the namespace.
 func (r *Registry) DeleteNamespace(ctx context.Context, name string, precond *metav1.Preconditions) (*corev1.Namespace, error) {
-	if slices.Contains(immortalNamespaces, name) {
-		return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, name,
-			fmt.Errorf("this namespace may not be deleted"))
+	if err := NamespaceDeletable(name); err != nil {
+		return nil, err
 	}
 	obj, err := r.store.GuaranteedUpdate(ctx, store.Namespaces, "", name, func(cur store.Object) (store.Object, error) {
 		ns := cur.(*corev1.Namespace)
-		if precond != nil && precond.UID != nil && *precond.UID != ns.UID {
-			return nil, apierrors.NewConflict(schema.GroupResource{Resource: "namespaces"}, name,
-				fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s)", *precond.UID, ns.UID))
+		if err := CheckPreconditions(namespacesResource, ns, precond); err != nil {
+			return nil, err
 		}
 		if ns.DeletionTimestamp == nil {
 			ns.DeletionTimestamp = ptr.To(metav1.NewTime(r.now()))

@@ -30,7 +30,10 @@ func New(st *store.Store) *Registry {
 // Store is the store the registry writes to.
 func (r *Registry) Store() *store.Store { return r.store }
 
-var podKind = schema.GroupKind{Kind: "Pod"}
+var (
+	podKind      = schema.GroupKind{Kind: "Pod"}
+	podsResource = schema.GroupResource{Resource: "pods"}
+)
 
 // AdmitPod defaults and validates a pod. The error is the apiserver's Invalid status, naming each
 // offending field.
@@ -88,7 +91,7 @@ func (r *Registry) DeletePod(ctx context.Context, namespace, name string, grace 
 	}
 	obj, err = r.store.GuaranteedUpdate(ctx, store.Pods, namespace, name, func(cur store.Object) (store.Object, error) {
 		p := cur.(*corev1.Pod)
-		if err := checkPreconditions(p, precond); err != nil {
+		if err := CheckPreconditions(podsResource, p, precond); err != nil {
 			return nil, err
 		}
 		if old := p.DeletionGracePeriodSeconds; old != nil && p.DeletionTimestamp != nil {
@@ -125,17 +128,19 @@ func gracePeriod(pod *corev1.Pod, grace *int64) int64 {
 	return defaultTerminationGracePeriod
 }
 
-func checkPreconditions(pod *corev1.Pod, p *metav1.Preconditions) error {
+// CheckPreconditions returns the apiserver's Conflict when a delete's preconditions (uid,
+// resourceVersion) do not hold for obj, a pod or namespace.
+func CheckPreconditions(gr schema.GroupResource, obj metav1.Object, p *metav1.Preconditions) error {
 	if p == nil {
 		return nil
 	}
-	if p.UID != nil && *p.UID != pod.UID {
-		return apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, pod.Name,
-			fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *p.UID, pod.UID))
+	if p.UID != nil && *p.UID != obj.GetUID() {
+		return apierrors.NewConflict(gr, obj.GetName(),
+			fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *p.UID, obj.GetUID()))
 	}
-	if p.ResourceVersion != nil && *p.ResourceVersion != pod.ResourceVersion {
-		return apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, pod.Name,
-			fmt.Errorf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified", *p.ResourceVersion, pod.ResourceVersion))
+	if p.ResourceVersion != nil && *p.ResourceVersion != obj.GetResourceVersion() {
+		return apierrors.NewConflict(gr, obj.GetName(),
+			fmt.Errorf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified", *p.ResourceVersion, obj.GetResourceVersion()))
 	}
 	return nil
 }
