@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 GOFLAGS_STATIC := CGO_ENABLED=0
 
-.PHONY: all build images deps containerd run test e2e unit lint bench clean
+.PHONY: all build images deps containerd run test e2e unit lint bench clean openapi
 
 all: build
 
@@ -43,6 +43,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Regenerates agent/api/openapi/*.json.gz from the kube-apiserver's OpenAPI documents of the
+# k8s.io/kubernetes release matching go.mod's k8s.io/api (see hack/openapi).
+openapi:
+	cd agent/api && $(GO) generate -run hack/openapi .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -2,9 +2,12 @@ package api
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha512"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -25,32 +28,33 @@ const (
 	mediaTypeOpenAPIV2Deprecated = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 )
 
-// openAPIKinds are the kinds whose PATCH operation the OpenAPI documents describe.
-var openAPIKinds = []struct{ kind, path string }{
-	{"Pod", "/api/v1/namespaces/{namespace}/pods/{name}"},
-	{"Namespace", "/api/v1/namespaces/{name}"},
-	{"Node", "/api/v1/nodes/{name}"},
-}
-
-// fieldValidationDoc is the kube-apiserver's description of the fieldValidation parameter, shortened.
-const fieldValidationDoc = "fieldValidation instructs the server on how to handle objects in the request " +
-	"containing unknown or duplicate fields. Valid values are: Ignore, Warn and Strict."
+// The OpenAPI documents: the kube-apiserver's own, cut down by hack/openapi to the operations
+// podagent serves and the schemas they and Pod, Namespace, Node, Event and meta/v1 reference.
+//
+//go:generate go run ../../hack/openapi -out openapi
+var (
+	//go:embed openapi/v2.json.gz
+	openAPIV2Gzip []byte
+	//go:embed openapi/v3.json.gz
+	openAPIV3Gzip []byte
+)
 
 // registerOpenAPI registers GET /openapi/v2 (JSON or protobuf), /openapi/v3 and
-// /openapi/v3/api/v1 (JSON) on mux. The documents are built once, here.
+// /openapi/v3/api/v1 (JSON) on mux. The documents are decoded once, here.
 //
-// They hold only what kubectl reads for `create -f` and `apply -f` with the default
-// --validate=strict: a PATCH operation per kind carrying x-kubernetes-group-version-kind and a
-// fieldValidation query parameter. Finding it, kubectl leaves validation to the server and sends
-// ?fieldValidation=Strict. They deliberately have no schemas: apply computes its strategic merge
-// patch from the schema it finds for a kind (v3 when the PATCH operation accepts
-// strategic-merge-patch+json, else v2 definitions) and warns when that schema lacks the fields it
-// needs; with none it uses its compiled-in k8s.io/api types, which are exact for core/v1.
+// They are the kube-apiserver's, so kubectl behaves as against a real cluster:
+//   - `kubectl explain` finds each kind's schema by its x-kubernetes-group-version-kind (v3 since
+//     kubectl 1.27) and prints the real descriptions and field types.
+//   - `create -f` and `apply -f` with the default --validate=strict find the fieldValidation
+//     parameter of the kind's PATCH operation, leave validation to the server and send
+//     ?fieldValidation=Strict.
+//   - client-side apply computes its strategic merge patch from the kind's schema: v3 when the
+//     PATCH operation accepts strategic-merge-patch+json, else the v2 definitions. The PATCH
+//     operations no longer list server-side apply's media types, which podagent refuses.
 func registerOpenAPI(mux *http.ServeMux) error {
-	v2, v3 := openAPIDocuments()
-	v2JSON, err := json.Marshal(v2)
+	v2JSON, err := gunzip(openAPIV2Gzip)
 	if err != nil {
-		return fmt.Errorf("encode OpenAPI v2 document: %w", err)
+		return fmt.Errorf("decompress OpenAPI v2 document: %w", err)
 	}
 	// kubectl 1.27 and 1.28 fetch only the protobuf form, the gnostic Document.
 	doc, err := openapiv2.ParseDocument(v2JSON)
@@ -61,9 +65,9 @@ func registerOpenAPI(mux *http.ServeMux) error {
 	if err != nil {
 		return fmt.Errorf("encode OpenAPI v2 document as protobuf: %w", err)
 	}
-	v3JSON, err := json.Marshal(v3)
+	v3JSON, err := gunzip(openAPIV3Gzip)
 	if err != nil {
-		return fmt.Errorf("encode OpenAPI v3 document: %w", err)
+		return fmt.Errorf("decompress OpenAPI v3 document: %w", err)
 	}
 	// The discovery document names the v3 document by the hash of its content, so that clients
 	// may cache it for good: as the kube-apiserver, an uppercase hex SHA-512.
@@ -89,36 +93,13 @@ func registerOpenAPI(mux *http.ServeMux) error {
 	return nil
 }
 
-// openAPIDocuments returns the OpenAPI v2 and v3 documents as JSON-encodable values.
-func openAPIDocuments() (v2, v3 map[string]any) {
-	v2Paths, v3Paths := map[string]any{}, map[string]any{}
-	for _, k := range openAPIKinds {
-		gvk := map[string]string{"group": "", "version": "v1", "kind": k.kind}
-		op := func(param map[string]any) map[string]any {
-			return map[string]any{
-				"operationId":                     "patchCoreV1" + k.kind,
-				"parameters":                      []any{param},
-				"responses":                       map[string]any{"200": map[string]any{"description": "OK"}},
-				"x-kubernetes-action":             "patch",
-				"x-kubernetes-group-version-kind": gvk,
-			}
-		}
-		v2Paths[k.path] = map[string]any{"patch": op(map[string]any{
-			"name": "fieldValidation", "in": "query", "description": fieldValidationDoc,
-			"type": "string", "uniqueItems": true,
-		})}
-		v3Paths[k.path] = map[string]any{"patch": op(map[string]any{
-			"name": "fieldValidation", "in": "query", "description": fieldValidationDoc,
-			"schema": map[string]any{"type": "string", "uniqueItems": true},
-		})}
+// gunzip returns the uncompressed content of data.
+func gunzip(data []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
 	}
-	info := map[string]string{"title": "podagent", "version": "v1"}
-	v2 = map[string]any{"swagger": "2.0", "info": info, "paths": v2Paths}
-	// The empty schemas make `kubectl explain` say it has no schema for a kind, rather than fail
-	// executing its template.
-	v3 = map[string]any{"openapi": "3.0.0", "info": info, "paths": v3Paths,
-		"components": map[string]any{"schemas": map[string]any{}}}
-	return v2, v3
+	return io.ReadAll(zr)
 }
 
 // representation is a document in one media type.

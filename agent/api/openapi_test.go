@@ -43,6 +43,14 @@ func TestOpenAPINegotiate(t *testing.T) {
 	}
 }
 
+// patchKinds are the kinds whose PATCH operation kubectl looks for to learn that the server
+// validates fields, and whose schema apply computes strategic merge patches from.
+var patchKinds = []struct{ kind, path string }{
+	{"Pod", "/api/v1/namespaces/{namespace}/pods/{name}"},
+	{"Namespace", "/api/v1/namespaces/{name}"},
+	{"Node", "/api/v1/nodes/{name}"},
+}
+
 func TestOpenAPIServe(t *testing.T) {
 	mux := http.NewServeMux()
 	if err := registerOpenAPI(mux); err != nil {
@@ -81,19 +89,31 @@ func TestOpenAPIServe(t *testing.T) {
 	if !proto.Equal(fromJSON, &fromProto) {
 		t.Error("the protobuf v2 document differs from the JSON one")
 	}
-	for _, k := range openAPIKinds {
+	for _, k := range patchKinds {
 		var found bool
 		for _, p := range fromProto.GetPaths().GetPath() {
-			if p.GetName() == k.path {
-				op := p.GetValue().GetPatch()
-				q := op.GetParameters()[0].GetParameter().GetNonBodyParameter().GetQueryParameterSubSchema()
-				found = q.GetName() == "fieldValidation" && len(op.GetResponses().GetResponseCode()) > 0
+			if p.GetName() != k.path {
+				continue
 			}
+			op := p.GetValue().GetPatch()
+			for _, param := range op.GetParameters() {
+				q := param.GetParameter().GetNonBodyParameter().GetQueryParameterSubSchema()
+				found = found || q.GetName() == "fieldValidation"
+			}
+			found = found && len(op.GetResponses().GetResponseCode()) > 0 &&
+				slices.Contains(op.GetConsumes(), "application/strategic-merge-patch+json") &&
+				!slices.Contains(op.GetConsumes(), "application/apply-patch+yaml")
 		}
 		if !found {
-			t.Errorf("v2 document: no PATCH %s with fieldValidation and responses", k.path)
+			t.Errorf("v2 document: no PATCH %s with fieldValidation, responses and strategic merge patch", k.path)
 		}
 	}
+	var v2 map[string]any
+	if err := json.Unmarshal(get("/openapi/v2", "", "").Body.Bytes(), &v2); err != nil {
+		t.Fatal(err)
+	}
+	checkRefs(t, "v2", v2, map[string]any{"#/definitions/": v2["definitions"], "#/parameters/": v2["parameters"]})
+	checkSchemas(t, "v2", v2["definitions"])
 
 	// A client holding the current ETag is told it is still good.
 	if w2 := get("/openapi/v2", mediaTypeOpenAPIV2, w.Header().Get("Etag")); w2.Code != http.StatusNotModified {
@@ -121,18 +141,78 @@ func TestOpenAPIServe(t *testing.T) {
 	var v3 struct {
 		Paths map[string]struct {
 			Patch struct {
-				Parameters []struct{ Name, In string }
-				GVK        map[string]string `json:"x-kubernetes-group-version-kind"`
+				Parameters  []struct{ Name, In string }
+				RequestBody struct{ Content map[string]any }
+				GVK         map[string]string `json:"x-kubernetes-group-version-kind"`
 			}
 		}
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &v3); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range openAPIKinds {
+	for _, k := range patchKinds {
 		op := v3.Paths[k.path].Patch
-		if op.GVK["kind"] != k.kind || len(op.Parameters) != 1 || op.Parameters[0].Name != "fieldValidation" {
+		if op.GVK["kind"] != k.kind ||
+			!slices.ContainsFunc(op.Parameters, func(p struct{ Name, In string }) bool { return p.Name == "fieldValidation" }) ||
+			op.RequestBody.Content["application/strategic-merge-patch+json"] == nil ||
+			op.RequestBody.Content["application/apply-patch+yaml"] != nil {
 			t.Errorf("v3 document: PATCH %s is %+v", k.path, op)
+		}
+	}
+	var v3doc map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &v3doc); err != nil {
+		t.Fatal(err)
+	}
+	schemas := v3doc["components"].(map[string]any)["schemas"]
+	checkRefs(t, "v3", v3doc, map[string]any{"#/components/schemas/": schemas})
+	checkSchemas(t, "v3", schemas)
+}
+
+// checkRefs checks that every $ref in doc names an entry of the section its prefix names: that
+// the generator kept the closure.
+func checkRefs(t *testing.T, name string, doc map[string]any, sections map[string]any) {
+	t.Helper()
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				var found bool
+				for prefix, sec := range sections {
+					if n, ok := strings.CutPrefix(ref, prefix); ok {
+						_, found = sec.(map[string]any)[n]
+					}
+				}
+				if !found {
+					t.Errorf("%s document: dangling $ref %q", name, ref)
+				}
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+}
+
+// checkSchemas checks that the schemas of the served kinds are the kube-apiserver's.
+func checkSchemas(t *testing.T, name string, schemas any) {
+	t.Helper()
+	for def, desc := range map[string]string{
+		"io.k8s.api.core.v1.Pod":                          "Pod is a collection of containers that can run on a host.",
+		"io.k8s.api.core.v1.Namespace":                    "Namespace provides a scope for Names.",
+		"io.k8s.api.core.v1.Node":                         "Node is a worker node in Kubernetes.",
+		"io.k8s.api.core.v1.Event":                        "Event is a report of an event somewhere in the cluster.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.Status":     "Status is a return value for calls that don't return other objects.",
+		"io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": "ObjectMeta is metadata that all persisted resources must have",
+	} {
+		s, _ := schemas.(map[string]any)[def].(map[string]any)
+		if d, _ := s["description"].(string); !strings.HasPrefix(d, desc) {
+			t.Errorf("%s document: %s has description %q, want %q...", name, def, d, desc)
 		}
 	}
 }
