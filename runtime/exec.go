@@ -2,12 +2,17 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"syscall"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
 )
 
 // ExecOptions describe a command to run in a container.
@@ -51,21 +56,32 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	if err != nil {
 		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
-	defer proc.Delete(context.WithoutCancel(ctx))
-	exitc, err := proc.Wait(ctx)
+	// The wait outlives the request: a process still running when the request ends is killed, and
+	// waited for, before it is deleted.
+	wctx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWait()
+	exitc, err := proc.Wait(wctx)
 	if err != nil {
+		_ = deleteExec(ctx, proc, nil)
 		return 0, fmt.Errorf("wait for exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
+	defer func() {
+		if err := deleteExec(ctx, proc, exitc); err != nil {
+			slog.Warn("delete exec", "container", containerID, "exec", execID, "err", err)
+		}
+	}()
 	if err := proc.Start(ctx); err != nil {
 		return 0, fmt.Errorf("start exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
+	finished := make(chan struct{})
+	defer close(finished)
 	if stdin != nil {
 		// The command sees EOF on stdin once the caller's reader is drained and copied.
 		go func() {
 			select {
 			case <-stdin.done:
 				_ = proc.CloseIO(context.WithoutCancel(ctx), containerd.WithStdinCloser)
-			case <-ctx.Done():
+			case <-finished:
 			}
 		}()
 	}
@@ -80,6 +96,40 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	case <-ctx.Done():
 		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
 	}
+}
+
+// execCleanupTimeout bounds killing and deleting an exec'd process.
+const execCleanupTimeout = 10 * time.Second
+
+// deleteExec ends an exec'd process and releases it. A process that still runs (its request ended:
+// kubectl interrupted, the connection lost, even while it was being started) is killed and waited
+// for through exitc, as containerd's CRI kills an exec whose request ended: otherwise it would run
+// on, unseen, in the container. containerd closes the process's IO (the FIFOs the agent holds open,
+// their directory) only when it deletes the process; when the process went with its task (the
+// container was removed meanwhile, as when its pod is deleted), the IO is closed here, or it would
+// stay open in the agent for good.
+func deleteExec(ctx context.Context, proc containerd.Process, exitc <-chan containerd.ExitStatus) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execCleanupTimeout)
+	defer cancel()
+	var errs []error
+	if st, err := proc.Status(ctx); err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused) {
+		if err := proc.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("kill exec %s: %w", proc.ID(), err))
+		} else if exitc != nil {
+			select {
+			case <-exitc:
+			case <-ctx.Done():
+			}
+		}
+	}
+	if _, err := proc.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete exec %s: %w", proc.ID(), err))
+	}
+	if pio := proc.IO(); pio != nil {
+		pio.Cancel()
+		_ = pio.Close()
+	}
+	return errors.Join(errs...)
 }
 
 // eofNotifier closes done when its reader is exhausted. It reports EOF only on a read that
