@@ -231,7 +231,15 @@ func (r *Runtime) leftovers() error {
 		errs = append(errs, fmt.Errorf("CNI cache entries left in %s: %d", r.Network.CacheDir, len(ents)))
 	}
 	errs = append(errs, hostPortRules(r.Network)...)
-	errs = append(errs, OpenExecFIFOs())
+	// An exec whose container was just removed releases its IO as its request ends.
+	deadline = time.Now().Add(5 * time.Second)
+	for err := OpenExecFIFOs(); ; err = OpenExecFIFOs() {
+		if err == nil || time.Now().After(deadline) {
+			errs = append(errs, err)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	errs = append(errs, containerCgroups(r.Config.Namespace)...)
 	return errors.Join(errs...)
 }
