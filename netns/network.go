@@ -142,9 +142,20 @@ func (n *Network) Teardown(ctx context.Context, sandboxID string, pod Pod) error
 	if !IsMounted(path) {
 		nsPath = ""
 	}
+	rt := n.runtimeConf(sandboxID, nsPath, pod)
+	// DEL must be given what ADD was: portmap removes a sandbox's hostPort rules only when told
+	// its portMappings, and the callers that remove a sandbox by ID (its pod's spec gone, or never
+	// known after a restart) cannot. libcni cached ADD's arguments with its result: use them.
+	_, cached, err := n.cni.GetNetworkListCachedConfig(n.list, rt)
+	if err != nil {
+		return fmt.Errorf("CNI cache of pod %s/%s (sandbox %s) on network %s: %w", pod.Namespace, pod.Name, sandboxID, n.opts.Name, err)
+	}
+	if cached != nil {
+		rt = cached
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pluginTimeout)
 	defer cancel()
-	if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(sandboxID, nsPath, pod)); err != nil {
+	if err := n.cni.DelNetworkList(ctx, n.list, rt); err != nil {
 		return fmt.Errorf("CNI DEL for pod %s/%s (sandbox %s) on network %s: %w", pod.Namespace, pod.Name, sandboxID, n.opts.Name, err)
 	}
 	return Remove(path)

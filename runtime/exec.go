@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,9 +14,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 )
-
-// execKillTimeout bounds the wait for an abandoned exec to die once killed.
-const execKillTimeout = 10 * time.Second
 
 // ExecOptions describe a command to run in a container.
 type ExecOptions struct {
@@ -65,18 +63,25 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 	if err != nil {
 		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
-	defer proc.Delete(context.WithoutCancel(ctx))
-	exitc, err := proc.Wait(ctx)
+	// The wait outlives the request: a process still running when the request ends is killed, and
+	// waited for, before it is deleted.
+	wctx, cancelWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWait()
+	exitc, err := proc.Wait(wctx)
 	if err != nil {
+		_ = deleteExec(ctx, proc, nil)
 		return 0, fmt.Errorf("wait for exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
-	// Not cut short by the caller: a start cancelled after the process began (the client went
-	// away as its first output arrived) would leave it running with nobody to kill it.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
-	defer cancel()
-	if err := proc.Start(sctx); err != nil {
+	defer func() {
+		if err := deleteExec(ctx, proc, exitc); err != nil {
+			slog.Warn("delete exec", "container", containerID, "exec", execID, "err", err)
+		}
+	}()
+	if err := proc.Start(ctx); err != nil {
 		return 0, fmt.Errorf("start exec %q in container %s: %w", o.Cmd, containerID, err)
 	}
+	finished := make(chan struct{})
+	defer close(finished)
 	if o.TTY && o.Resize != nil {
 		go resizeTerminal(ctx, proc, o.Resize)
 	}
@@ -86,46 +91,55 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, o ExecOptions) (
 			select {
 			case <-stdin.done:
 				_ = proc.CloseIO(context.WithoutCancel(ctx), containerd.WithStdinCloser)
-			case <-ctx.Done():
+			case <-finished:
 			}
 		}()
 	}
 	select {
 	case st := <-exitc:
-		if ctx.Err() == nil {
-			proc.IO().Wait()
-			code, _, err := st.Result()
-			if err != nil {
-				return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
-			}
-			return int(code), nil
+		proc.IO().Wait()
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, err)
 		}
-		// The wait ended with ctx: the command may still run.
+		return int(code), nil
 	case <-ctx.Done():
+		return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
 	}
-	killAbandoned(ctx, proc, containerID)
-	return 0, fmt.Errorf("exec %q in container %s: %w", o.Cmd, containerID, ctx.Err())
 }
 
-// killAbandoned kills an exec'd process that nobody waits for any more (the client went away),
-// as containerd's CRI does, rather than leave it running unattached, and waits for it to end so
-// that it can be deleted.
-func killAbandoned(ctx context.Context, proc containerd.Process, containerID string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execKillTimeout)
+// execCleanupTimeout bounds killing and deleting an exec'd process.
+const execCleanupTimeout = 10 * time.Second
+
+// deleteExec ends an exec'd process and releases it. A process that still runs (its request ended:
+// kubectl interrupted, the connection lost, even while it was being started) is killed and waited
+// for through exitc, as containerd's CRI kills an exec whose request ended: otherwise it would run
+// on, unseen, in the container. containerd closes the process's IO (the FIFOs the agent holds open,
+// their directory) only when it deletes the process; when the process went with its task (the
+// container was removed meanwhile, as when its pod is deleted), the IO is closed here, or it would
+// stay open in the agent for good.
+func deleteExec(ctx context.Context, proc containerd.Process, exitc <-chan containerd.ExitStatus) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execCleanupTimeout)
 	defer cancel()
-	exited, err := proc.Wait(ctx)
-	if err != nil {
-		slog.Warn("wait for abandoned exec", "container", containerID, "exec", proc.ID(), "err", err)
-		return
+	var errs []error
+	if st, err := proc.Status(ctx); err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused) {
+		if err := proc.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("kill exec %s: %w", proc.ID(), err))
+		} else if exitc != nil {
+			select {
+			case <-exitc:
+			case <-ctx.Done():
+			}
+		}
 	}
-	if err := proc.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
-		slog.Warn("kill abandoned exec", "container", containerID, "exec", proc.ID(), "err", err)
-		return
+	if _, err := proc.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete exec %s: %w", proc.ID(), err))
 	}
-	select {
-	case <-exited:
-	case <-ctx.Done():
+	if pio := proc.IO(); pio != nil {
+		pio.Cancel()
+		_ = pio.Close()
 	}
+	return errors.Join(errs...)
 }
 
 // resizeTerminal applies each size from sizes to proc's terminal until sizes closes or ctx ends.

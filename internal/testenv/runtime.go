@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -156,6 +158,9 @@ func (r *Runtime) AssertNothingLeft(t testing.TB) {
 	}
 }
 
+// Leftovers is what AssertNothingLeft reports, for a test that polls until nothing is left.
+func (r *Runtime) Leftovers() error { return r.leftovers() }
+
 func (r *Runtime) leftovers() error {
 	var errs []error
 	client := r.Client()
@@ -221,7 +226,89 @@ func (r *Runtime) leftovers() error {
 	if ents, _ := os.ReadDir(filepath.Join(r.Config.RootDir, "pods")); len(ents) > 0 {
 		errs = append(errs, fmt.Errorf("pod directories left: %d", len(ents)))
 	}
+	// libcni keeps each attachment's result until its DEL.
+	if ents, _ := os.ReadDir(filepath.Join(r.Network.CacheDir, "results")); len(ents) > 0 {
+		errs = append(errs, fmt.Errorf("CNI cache entries left in %s: %d", r.Network.CacheDir, len(ents)))
+	}
+	errs = append(errs, hostPortRules(r.Network)...)
+	// An exec whose container was just removed releases its IO as its request ends.
+	deadline = time.Now().Add(5 * time.Second)
+	for err := OpenExecFIFOs(); ; err = OpenExecFIFOs() {
+		if err == nil || time.Now().After(deadline) {
+			errs = append(errs, err)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	errs = append(errs, containerCgroups(r.Config.Namespace)...)
 	return errors.Join(errs...)
+}
+
+// hostPortRules reports the portmap DNAT rules of network: its entries in CNI-HOSTPORT-DNAT
+// (commented with the network's name) and the per-sandbox chains that DNAT to a pod address.
+func hostPortRules(network netns.Options) []error {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return []error{fmt.Errorf("iptables-save: %w", err)}
+	}
+	_, subnet, err := net.ParseCIDR(network.Subnet)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		left := strings.Contains(line, fmt.Sprintf(`dnat name: \"%s\"`, network.Name))
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "--to-destination" {
+				host, _, _ := strings.Cut(f[i+1], ":")
+				left = left || subnet.Contains(net.ParseIP(host))
+			}
+		}
+		if left {
+			errs = append(errs, fmt.Errorf("hostPort rule of network %s left: %s", network.Name, line))
+		}
+	}
+	return errs
+}
+
+// OpenExecFIFOs reports the exec FIFOs this process (the agent, in tests) holds open: the IO of an
+// exec'd process that was never released, once no exec runs.
+func OpenExecFIFOs() error {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	var errs []error
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.Contains(target, "/fifo/") && strings.Contains(filepath.Base(target), "exec-") {
+			errs = append(errs, fmt.Errorf("exec FIFO left open: fd %s -> %s", fd.Name(), target))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// containerCgroups reports the cgroups of containers left under the namespace's cgroup (containerd
+// puts a container's cgroup at /NAMESPACE/ID, in each cgroup v1 hierarchy or in the v2 one); runc
+// removes a container's when its task is deleted.
+func containerCgroups(ns string) []error {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
+	if d := filepath.Join("/sys/fs/cgroup", ns); isDir(d) {
+		dirs = append(dirs, d)
+	}
+	var errs []error
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() {
+				errs = append(errs, fmt.Errorf("cgroup %s left", filepath.Join(d, e.Name())))
+			}
+		}
+	}
+	return errs
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 func (r *Runtime) cleanup(t testing.TB) {
@@ -262,6 +349,14 @@ func (r *Runtime) cleanup(t testing.TB) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// containerd (runc) makes the namespace's parent cgroup for the first container and never
+	// removes it; an empty cgroup is removed with rmdir.
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", r.Config.Namespace))
+	for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", r.Config.Namespace)) {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove cgroup of containerd namespace %s: %v", r.Config.Namespace, err)
+		}
 	}
 	r.Close()
 	if err := r.Runtime.Network().Destroy(); err != nil {
