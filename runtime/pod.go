@@ -148,5 +148,12 @@ func SandboxHash(pod *corev1.Pod) string {
 	raw, _ := json.Marshal(s) // a PodSpec always marshals
 	h := fnv.New64a()
 	h.Write(raw)
+	// hostPorts are the sandbox's (CNI maps them when it is made), though they are written in the
+	// containers: a changed one needs a new sandbox. Pods without any hash as they always did, so
+	// that an upgraded agent rebuilds no sandbox.
+	if pm := podNetwork(pod).PortMappings; len(pm) > 0 {
+		raw, _ := json.Marshal(pm)
+		h.Write(raw)
+	}
 	return strconv.FormatUint(h.Sum64(), 16)
 }
