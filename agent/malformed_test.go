@@ -157,7 +157,22 @@ func TestAPIMalformedRequests(t *testing.T) {
 		smp   = "application/strategic-merge-patch+json"
 		jp    = "application/json-patch+json"
 		js    = "application/json"
+		apply = "application/apply-patch+yaml"
 	)
+	// The pod as applied: a change to its spec is refused, as any pod update's.
+	applyPod := `apiVersion: v1
+kind: Pod
+metadata:
+  name: bound
+  namespace: fuzz
+  labels:
+    app: x
+spec:
+  nodeName: elsewhere
+  containers:
+  - name: c
+    image: busybox
+`
 	tests := []malformedCase{
 		// Create: bodies.
 		{name: "create bad json", method: "POST", path: pods, ctype: js, body: `{"kind":`, code: 400, reason: metav1.StatusReasonBadRequest},
@@ -249,7 +264,25 @@ func TestAPIMalformedRequests(t *testing.T) {
 		{name: "json patch name", method: "PATCH", path: pod, ctype: jp, body: `[{"op":"replace","path":"/metadata/name","value":"d"}]`, code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "json patch remove metadata", method: "PATCH", path: pod, ctype: jp, body: `[{"op":"remove","path":"/metadata"}]`, code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "json patch wrong type", method: "PATCH", path: pod, ctype: jp, body: `[{"op":"replace","path":"/spec/containers","value":7}]`, code: 422, reason: metav1.StatusReasonInvalid, cause: "patch"},
-		{name: "apply patch", method: "PATCH", path: pod + "?fieldManager=test", ctype: "application/apply-patch+yaml", body: "kind: [", code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
+		{name: "apply not yaml", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: "kind: [", code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply no fieldManager", method: "PATCH", path: pod, ctype: apply, body: applyPod, code: 422, reason: metav1.StatusReasonInvalid, cause: "fieldManager"},
+		{name: "apply other version", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "apiVersion: v1", "apiVersion: apps/v1", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply other kind", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "kind: Pod", "kind: Namespace", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply unknown field", method: "PATCH", path: pod + "?fieldManager=test&fieldValidation=Strict", ctype: apply, body: strings.Replace(applyPod, "spec:", "spec:\n  foo: bar", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply duplicate field", method: "PATCH", path: pod + "?fieldManager=test&fieldValidation=Strict", ctype: apply, body: strings.Replace(applyPod, "labels:", "labels: {a: b}\n  labels:", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply managedFields", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "metadata:", "metadata:\n  managedFields: [{manager: x}]", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply other name", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "name: bound", "name: other", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply other namespace", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "namespace: fuzz", "namespace: default", 1), code: 400, reason: metav1.StatusReasonBadRequest},
+		{name: "apply spec change", method: "PATCH", path: pod + "?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "image: busybox", "image: busybox\n    command: [sh]", 1), code: 422, reason: metav1.StatusReasonInvalid, cause: "spec"},
+		{name: "apply dry run", method: "PATCH", path: pod + "?fieldManager=test&dryRun=All&force=true", ctype: apply, body: strings.Replace(applyPod, "app: x", "app: z", 1), code: 200},
+		{name: "apply create dry run", method: "PATCH", path: pods + "/new?fieldManager=test&dryRun=All", ctype: apply, body: strings.Replace(applyPod, "name: bound", "name: new", 1), code: 201},
+		{name: "apply create invalid", method: "PATCH", path: pods + "/new?fieldManager=test", ctype: apply, body: strings.Replace(strings.Replace(applyPod, "name: bound", "name: new", 1), "image: busybox", "image: ''", 1), code: 422, reason: metav1.StatusReasonInvalid},
+		{name: "apply create in missing namespace", method: "PATCH", path: "/api/v1/namespaces/nope/pods/bound?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "namespace: fuzz", "namespace: nope", 1), code: 404, reason: metav1.StatusReasonNotFound},
+		{name: "apply status of missing", method: "PATCH", path: pods + "/new/status?fieldManager=test", ctype: apply, body: strings.Replace(applyPod, "name: bound", "name: new", 1), code: 404, reason: metav1.StatusReasonNotFound},
+		{name: "apply mirror pod", method: "PATCH", path: pods + "/new?fieldManager=test", ctype: apply, body: strings.Replace(strings.Replace(applyPod, "name: bound", "name: new", 1), "labels:", "annotations: {kubernetes.io/config.mirror: x}\n  labels:", 1), code: 403, reason: metav1.StatusReasonForbidden},
+		{name: "apply cbor", method: "PATCH", path: pod + "?fieldManager=test", ctype: "application/apply-patch+cbor", body: "\xa0", code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
+		{name: "apply node spec", method: "PATCH", path: "/api/v1/nodes/node?fieldManager=test&force=true", ctype: apply, body: "apiVersion: v1\nkind: Node\nmetadata: {name: node}\nspec: {podCIDR: 10.9.0.0/24}\n", code: 422, reason: metav1.StatusReasonInvalid, cause: "spec"},
+		{name: "apply missing node", method: "PATCH", path: "/api/v1/nodes/other?fieldManager=test", ctype: apply, body: "apiVersion: v1\nkind: Node\nmetadata: {name: other}\n", code: 404, reason: metav1.StatusReasonNotFound},
 		{name: "patch unknown type", method: "PATCH", path: pod, ctype: "text/plain", body: `{}`, code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
 		{name: "patch no type", method: "PATCH", path: pod, ctype: "", body: `{}`, code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
 		{name: "patch collection", method: "PATCH", path: pods, ctype: merge, body: `{}`, code: 405, reason: metav1.StatusReasonMethodNotAllowed},

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 
 	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/agent/registry"
@@ -22,7 +23,9 @@ type Server struct {
 	store    *store.Store
 	registry *registry.Registry
 	codecs   *codecs
-	mux      *http.ServeMux
+	// fieldManagers merge server-side apply patches and record managedFields.
+	fieldManagers map[fieldManagerKey]*managedfields.FieldManager
+	mux           *http.ServeMux
 }
 
 // New returns the API of a.
@@ -31,7 +34,11 @@ func New(a *agent.Agent) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{agent: a, store: a.Store(), registry: a.Registry(), codecs: c, mux: http.NewServeMux()}
+	fms, err := newFieldManagers(c.scheme)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{agent: a, store: a.Store(), registry: a.Registry(), codecs: c, fieldManagers: fms, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api", s.discoveryAPI)
 	s.mux.HandleFunc("GET /apis", s.discoveryAPIs)
 	s.mux.HandleFunc("GET /api/v1", s.discoveryV1)

@@ -25,6 +25,8 @@ const maxBody = 3 << 20
 // strictly (fieldValidation=Strict: unknown and duplicate fields are errors).
 type codecs struct {
 	factory serializer.CodecFactory
+	// scheme has core/v1 and meta/v1: server-side apply converts and creates objects with it.
+	scheme *runtime.Scheme
 }
 
 func newCodecs() (*codecs, error) {
@@ -35,7 +37,7 @@ func newCodecs() (*codecs, error) {
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	// DeleteOptions bodies come as meta.k8s.io/v1 too.
 	metav1.AddToGroupVersion(scheme, metav1.SchemeGroupVersion)
-	return &codecs{factory: serializer.NewCodecFactory(scheme)}, nil
+	return &codecs{factory: serializer.NewCodecFactory(scheme), scheme: scheme}, nil
 }
 
 // readBody reads a request body of at most maxBody bytes; a longer one is 413, as the

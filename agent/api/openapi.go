@@ -49,8 +49,9 @@ var (
 //     parameter of the kind's PATCH operation, leave validation to the server and send
 //     ?fieldValidation=Strict.
 //   - client-side apply computes its strategic merge patch from the kind's schema: v3 when the
-//     PATCH operation accepts strategic-merge-patch+json, else the v2 definitions. The PATCH
-//     operations no longer list server-side apply's media types, which podagent refuses.
+//     PATCH operation accepts strategic-merge-patch+json, else the v2 definitions.
+//   - the PATCH operations list server-side apply's apply-patch+yaml, which the server merges
+//     with the v3 schemas (apply.go); not apply-patch+cbor, which it refuses.
 func registerOpenAPI(mux *http.ServeMux) error {
 	v2JSON, err := gunzip(openAPIV2Gzip)
 	if err != nil {

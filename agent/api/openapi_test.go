@@ -102,10 +102,11 @@ func TestOpenAPIServe(t *testing.T) {
 			}
 			found = found && len(op.GetResponses().GetResponseCode()) > 0 &&
 				slices.Contains(op.GetConsumes(), "application/strategic-merge-patch+json") &&
-				!slices.Contains(op.GetConsumes(), "application/apply-patch+yaml")
+				slices.Contains(op.GetConsumes(), "application/apply-patch+yaml") &&
+				!slices.Contains(op.GetConsumes(), "application/apply-patch+cbor")
 		}
 		if !found {
-			t.Errorf("v2 document: no PATCH %s with fieldValidation, responses and strategic merge patch", k.path)
+			t.Errorf("v2 document: no PATCH %s with fieldValidation, responses, strategic merge patch and YAML apply", k.path)
 		}
 	}
 	var v2 map[string]any
@@ -155,7 +156,8 @@ func TestOpenAPIServe(t *testing.T) {
 		if op.GVK["kind"] != k.kind ||
 			!slices.ContainsFunc(op.Parameters, func(p struct{ Name, In string }) bool { return p.Name == "fieldValidation" }) ||
 			op.RequestBody.Content["application/strategic-merge-patch+json"] == nil ||
-			op.RequestBody.Content["application/apply-patch+yaml"] != nil {
+			op.RequestBody.Content["application/apply-patch+yaml"] == nil ||
+			op.RequestBody.Content["application/apply-patch+cbor"] != nil {
 			t.Errorf("v3 document: PATCH %s is %+v", k.path, op)
 		}
 	}

@@ -242,6 +242,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
 	obj.SetCreationTimestamp(metav1.Time{})
 	obj.SetResourceVersion("")
 	obj.SetGeneration(0)
+	obj = s.trackUpdate(k, "", k.newObj(), obj, managerOrUserAgent(opts.FieldManager, r.UserAgent()))
 	created, err := k.create(r.Context(), obj, isDryRun(opts.DryRun))
 	respond(w, http.StatusCreated, created, k, err)
 }
@@ -282,7 +283,8 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, k *kind, sub string
 		return
 	}
 	obj.SetNamespace(ns)
-	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), func(cur store.Object) (store.Object, error) {
+	manager := managerOrUserAgent(opts.FieldManager, r.UserAgent())
+	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), manager, func(cur store.Object) (store.Object, error) {
 		// The client's uid and resourceVersion are preconditions, as the apiserver's: a PUT of
 		// an object read before it was deleted and made again must not replace the new one.
 		if uid := obj.GetUID(); uid != "" && uid != cur.GetUID() {
@@ -308,9 +310,10 @@ func checkName(obj store.Object, k *kind, ns, name string) error {
 }
 
 // update stores the change next makes to the current object, through the checks every update
-// gets (metadata the client may not change) and the resource's admission. A dry run stops short
-// of storing it.
-func (s *Server) update(ctx context.Context, k *kind, ns, name, sub string, dryRun bool, next func(cur store.Object) (store.Object, error)) (store.Object, error) {
+// gets (metadata the client may not change) and the resource's admission, recording the fields
+// manager changed in managedFields (manager "" when next records them itself, as apply does). A
+// dry run stops short of storing it.
+func (s *Server) update(ctx context.Context, k *kind, ns, name, sub string, dryRun bool, manager string, next func(cur store.Object) (store.Object, error)) (store.Object, error) {
 	fn := func(cur store.Object) (store.Object, error) {
 		obj, err := next(cur.DeepCopyObject().(store.Object))
 		if err != nil {
@@ -319,7 +322,19 @@ func (s *Server) update(ctx context.Context, k *kind, ns, name, sub string, dryR
 		if err := checkMetaUpdate(k, obj, cur); err != nil {
 			return nil, err
 		}
-		return k.update(cur, obj, sub)
+		out, err := k.update(cur.DeepCopyObject().(store.Object), obj, sub)
+		if err != nil {
+			return nil, err
+		}
+		// k.update may build the result on the stored object (namespaces, nodes) or keep it whole
+		// (a status write): the managed fields are still the request's.
+		out.SetManagedFields(obj.GetManagedFields())
+		if manager != "" {
+			// Recorded from what is stored, not what was asked: a field the update kept as it
+			// was is not the manager's.
+			out = s.trackUpdate(k, sub, cur, out, manager)
+		}
+		return out, nil
 	}
 	if dryRun {
 		cur, err := s.store.Get(ctx, k.resource, ns, name)
@@ -358,12 +373,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 	}
 	ctype = strings.TrimSpace(ctype)
 	switch types.PatchType(ctype) {
-	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType:
+	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType, types.ApplyYAMLPatchType:
 	default:
-		// Server-side apply (application/apply-patch+yaml) is not implemented: refused whole,
-		// never taken for another kind of patch.
-		writeError(w, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", k.gr(), "",
-			"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json", 0, false))
+		// Apply as CBOR (application/apply-patch+cbor) among the rest: refused whole, never
+		// taken for another kind of patch.
+		writeError(w, unsupportedPatchType(k))
 		return
 	}
 	opts, err := patchOptions(r, types.PatchType(ctype))
@@ -374,6 +388,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 	patch, err := readBody(r)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if ctype == string(types.ApplyYAMLPatchType) {
+		s.apply(w, r, k, sub, opts, patch)
 		return
 	}
 	if !json.Valid(patch) {
@@ -393,7 +411,8 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 		}
 	}
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), func(cur store.Object) (store.Object, error) {
+	manager := managerOrUserAgent(opts.FieldManager, r.UserAgent())
+	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), manager, func(cur store.Object) (store.Object, error) {
 		setKind(cur, k.name)
 		orig, err := json.Marshal(cur)
 		if err != nil {

@@ -63,9 +63,10 @@ var rootSchemas = []string{
 
 const metaV1 = "io.k8s.apimachinery.pkg.apis.meta.v1."
 
-// applyPatch are the media types of server-side apply, which podagent does not accept: dropped
-// from what the PATCH operations consume. Client-side apply's strategic merge patch stays.
-var applyPatch = []string{"application/apply-patch+yaml", "application/apply-patch+cbor"}
+// applyPatch are the media types of server-side apply that podagent does not accept: dropped
+// from what the PATCH operations consume. It applies YAML (application/apply-patch+yaml) only, as
+// a kube-apiserver without the CBOR feature.
+var applyPatch = []string{"application/apply-patch+cbor"}
 
 func main() {
 	spec := flag.String("spec", "", "directory holding swagger.json and v3/api__v1_openapi.json (default: from the k8s.io/kubernetes module matching go.mod's k8s.io/api)")
