@@ -132,7 +132,7 @@ func TestPodLogPrevious(t *testing.T) {
 	ta := startAgent(t, "node")
 	srv := httptest.NewServer(newAPI(t, ta))
 	defer srv.Close()
-	p := newPod("crash", busybox("c", "sh", "-c", "echo started $(date +%s%N); exit 1"))
+	p := newPod("crash", busybox("c", "sh", "-c", "echo started $(cat /proc/sys/kernel/random/uuid); exit 1"))
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	ta.create(t, p)
 	ta.waitPod(t, "default", "crash", time.Minute, func(p *corev1.Pod) error {
