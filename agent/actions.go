@@ -194,14 +194,16 @@ func plan(pod *corev1.Pod, o observed, now time.Time) actions {
 			a.start = append(a.start, startAction{container: c, restartCount: cur.RestartCount + 1, backOff: nextBackOff(cur)})
 		}
 	}
-	// Keep the latest instance and the previous exited one of each container; older ones go.
+	// Keep the latest instance and the previous exited one of each container; the others go:
+	// older exited ones, and any older one still created or running, which a sync cut short by
+	// the agent's death can leave beside its replacement.
 	for name, list := range o.instances {
 		if !wanted[name] {
 			continue
 		}
 		prev := o.previous(name)
 		for _, c := range list[1:] {
-			if c != prev && c.State == runtime.ContainerExited {
+			if c != prev {
 				a.remove = append(a.remove, c)
 			}
 		}

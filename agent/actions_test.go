@@ -123,4 +123,22 @@ func TestPlanKeepsLatestAndPrevious(t *testing.T) {
 	if len(removed) != len(want) || !removed["a"] || !removed["b"] || !removed["gone"] {
 		t.Errorf("removes %v, want %v (keep the running instance and the previous one)", removed, want)
 	}
+
+	// What an agent killed mid-sync leaves beside the running instance: a created one it was
+	// replacing (same restart count) and an older one still running. Both go; the previous
+	// exited one stays.
+	ctrs = []*runtime.Container{
+		{ID: "old-exited", Name: "main", RestartCount: 0, State: runtime.ContainerExited, SpecHash: hash, SandboxID: "sb"},
+		{ID: "old-running", Name: "main", RestartCount: 1, State: runtime.ContainerRunning, SpecHash: hash, SandboxID: "sb"},
+		{ID: "replaced", Name: "main", RestartCount: 2, State: runtime.ContainerCreated, SpecHash: hash, SandboxID: "sb", CreatedAt: time.Unix(1, 0)},
+		{ID: "current", Name: "main", RestartCount: 2, State: runtime.ContainerRunning, SpecHash: hash, SandboxID: "sb", CreatedAt: time.Unix(2, 0)},
+	}
+	a = plan(pod, observe([]*runtime.Sandbox{{ID: "sb", PID: 1}}, ctrs), time.Now())
+	removed = map[string]bool{}
+	for _, c := range a.remove {
+		removed[c.ID] = true
+	}
+	if len(removed) != 2 || !removed["replaced"] || !removed["old-running"] || len(a.start) != 0 {
+		t.Errorf("removes %v and starts %d, want replaced and old-running removed and nothing started", removed, len(a.start))
+	}
 }

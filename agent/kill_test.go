@@ -261,7 +261,12 @@ func settled(rt *testenv.Runtime, cfg agent.Config, desired map[string]bool) err
 		}
 	}
 	if len(ctrs) != len(want) {
-		return fmt.Errorf("%d containers for %d desired pods", len(ctrs), len(want))
+		var list []string
+		for _, c := range ctrs {
+			list = append(list, fmt.Sprintf("%s %s %s restarts=%d sandbox=%.12s exit=%d reason=%q started=%s created=%s",
+				c.Pod.Name, c.ID[:12], c.State, c.RestartCount, c.SandboxID, c.ExitCode, c.Reason, c.StartedAt.Format(time.RFC3339Nano), c.CreatedAt.Format(time.RFC3339Nano)))
+		}
+		return fmt.Errorf("%d containers for %d desired pods:\n%s", len(ctrs), len(want), strings.Join(list, "\n"))
 	}
 	for _, c := range ctrs {
 		if c.State != runtime.ContainerRunning || !sbIDs[c.SandboxID] {

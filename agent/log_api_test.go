@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -156,7 +157,8 @@ func TestPodLogPrevious(t *testing.T) {
 		return nil
 	})
 	if cur == prev {
-		t.Errorf("previous and current logs are the same: %q", cur)
+		out, _ := exec.Command("sh", "-c", "cd "+ta.cfg.LogDir+" && find . -type f | xargs -r grep -H . ; ctr -n "+ta.cfg.ContainerdNamespace+" c ls").CombinedOutput()
+		t.Errorf("previous and current logs are the same: %q\n%s", cur, out)
 	}
 }
 

@@ -311,12 +311,32 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	}
 	pod := podRefFromLabels(labels)
 	if rc, err := restartCountFromLabels(labels); err == nil && pod.Name != "" && labels[LabelContainerName] != "" {
+		// A container made but never started shares its restart count, and so its log file,
+		// with the instance that replaced it: that log is not this container's to remove.
+		if shared, err := r.logShared(ctx, id, pod.UID, labels[LabelContainerName], rc); err != nil || shared {
+			return err
+		}
 		path := logs.Path(r.cfg.LogDir, pod.Namespace, pod.Name, pod.UID, labels[LabelContainerName], rc)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove log of container %s: %w", id, err)
 		}
 	}
 	return nil
+}
+
+// logShared reports whether a container other than id is the same instance (pod, name and
+// restart count) and so writes the same log file.
+func (r *Runtime) logShared(ctx context.Context, id, podUID, name string, restartCount int) (bool, error) {
+	ctrs, err := r.PodContainers(ctx, podUID)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range ctrs {
+		if c.ID != id && c.Name == name && c.RestartCount == restartCount {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // volumePath is the host path behind the pod volume named name.
