@@ -110,7 +110,7 @@ func (p *agentProcess) stop(sig syscall.Signal) {
 // restarted, and nothing is left of the pods that are gone.
 func TestAgentKilledWhilePodsChange(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long")
+		t.Skip("long: skipped with -short")
 	}
 	bin := agentBinary(t)
 	cfg := testConfig(t, "node")

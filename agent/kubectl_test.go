@@ -111,7 +111,7 @@ func seedWalkthrough(examples string) []step {
 // 1.33 against a freshly started agent.
 func TestKubectlSeedWalkthrough(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long")
+		t.Skip("long: skipped with -short")
 	}
 	examples, err := filepath.Abs("../examples")
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 // belongs to the shim, not to the agent.
 func TestLogsSurviveAgentKills(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long")
+		t.Skip("long: skipped with -short")
 	}
 	const outLines, errLines = 4000, 400
 	bin := agentBinary(t)

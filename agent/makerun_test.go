@@ -21,7 +21,7 @@ import (
 // state; Ctrl-C then stops the agent and the mirror and leaves the pods running.
 func TestMakeRunServesTheWalkthrough(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long")
+		t.Skip("long: skipped with -short")
 	}
 	bin := kubectlBinary(t, kubectlVersions[len(kubectlVersions)-1])
 	repo, err := filepath.Abs("..")

@@ -27,7 +27,7 @@ import (
 // rather than restarting it.
 func TestStopLeavesPodsAndLogDriversRunning(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long")
+		t.Skip("long: skipped with -short")
 	}
 	bin := agentBinary(t)
 	cfg := testConfig(t, "node")

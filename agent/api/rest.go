@@ -212,13 +212,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
 		writeError(w, err)
 		return
 	}
-	body, err := readBody(r)
+	obj, err := s.decodeBody(w, r, k, opts.FieldValidation)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	obj := k.newObj()
-	if err := s.codecs.decode(w, r, body, obj, k.name, opts.FieldValidation); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -247,6 +242,20 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
 	respond(w, http.StatusCreated, created, k, err)
 }
 
+// decodeBody reads the request's body (bounded) and decodes it as a new object of kind k, with
+// the request's fieldValidation.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, k *kind, fieldValidation string) (store.Object, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	obj := k.newObj()
+	if err := s.codecs.decode(w, r, body, obj, k.name, fieldValidation); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
 // namespaceAccepts refuses new content in a namespace that is missing or being deleted, as the
 // NamespaceLifecycle admission plugin does.
 func (s *Server) namespaceAccepts(ctx context.Context, ns string) error {
@@ -267,13 +276,8 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, k *kind, sub string
 		writeError(w, err)
 		return
 	}
-	body, err := readBody(r)
+	obj, err := s.decodeBody(w, r, k, opts.FieldValidation)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	obj := k.newObj()
-	if err := s.codecs.decode(w, r, body, obj, k.name, opts.FieldValidation); err != nil {
 		writeError(w, err)
 		return
 	}
