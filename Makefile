@@ -44,10 +44,10 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Regenerates agent/api/openapi/*.json.gz from the kube-apiserver's OpenAPI documents of the
+# Regenerates apiserver/openapi/*.json.gz from the kube-apiserver's OpenAPI documents of the
 # k8s.io/kubernetes release matching go.mod's k8s.io/api (see hack/openapi).
 openapi:
-	cd agent/api && $(GO) generate -run hack/openapi .
+	cd apiserver && $(GO) generate -run hack/openapi .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // Events list in the order they happened (their names sort by time, as the kubelet's), and an

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/internal/testenv"
 	"github.com/podagent/podagent/internal/testimages"
 	"github.com/podagent/podagent/runtime"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // Bad input gets a 4xx Status that names what is wrong, and nothing stored changes.

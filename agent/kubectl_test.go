@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podagent/podagent/agent/api"
+	"github.com/podagent/podagent/apiserver"
 	"github.com/podagent/podagent/internal/testenv"
 )
 
@@ -178,8 +178,8 @@ func runStep(t *testing.T, bin, kubeconfig string, i int, s step) {
 // returns the admin kubeconfig it wrote.
 func serveAPI(t *testing.T, ta *testAgent) string {
 	t.Helper()
-	l, err := api.Listen(ta.a, api.Options{
-		Listen: "127.0.0.1:0", PKIDir: api.PKIDir(ta.cfg.RootDir), Kubeconfig: api.KubeconfigPath(ta.cfg.RootDir),
+	l, err := apiserver.Listen(ta.a, apiserver.Options{
+		Listen: "127.0.0.1:0", PKIDir: apiserver.PKIDir(ta.cfg.RootDir), Kubeconfig: apiserver.KubeconfigPath(ta.cfg.RootDir),
 	})
 	if err != nil {
 		t.Fatal(err)

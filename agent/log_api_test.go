@@ -17,7 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podagent/podagent/agent/api"
+	"github.com/podagent/podagent/apiserver"
 	"github.com/podagent/podagent/internal/testenv"
 )
 
@@ -162,9 +162,9 @@ func TestPodLogPrevious(t *testing.T) {
 	}
 }
 
-func newAPI(t *testing.T, ta *testAgent) *api.Server {
+func newAPI(t *testing.T, ta *testAgent) *apiserver.Server {
 	t.Helper()
-	s, err := api.New(ta.a)
+	s, err := apiserver.New(ta.a)
 	if err != nil {
 		t.Fatal(err)
 	}

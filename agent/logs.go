@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/logs"
 	"github.com/podagent/podagent/runtime"
 )

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // finishNamespaceDeletion does the namespace controller's work for a Terminating namespace: it

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // KubeletVersion is what the node reports as its kubelet version: the Kubernetes API level podagent

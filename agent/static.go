@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
-	"github.com/podagent/podagent/agent/registry"
+	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/agent/source"
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // MirrorAnnotation marks a pod in the store as the mirror of a static pod, as the kubelet's mirror

@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/podagent/podagent/agent/validation"
+	"github.com/podagent/podagent/apiserver/validation"
 	"github.com/podagent/podagent/logs"
 )
 

@@ -17,7 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/agent/api"
+	"github.com/podagent/podagent/apiserver"
 	"github.com/podagent/podagent/logs/driver"
 )
 
@@ -74,8 +74,8 @@ func serve(args []string) error {
 	}
 	defer a.Close()
 	if cfg.Listen != "" {
-		l, err := api.Listen(a, api.Options{
-			Listen: cfg.Listen, PKIDir: api.PKIDir(cfg.RootDir), Kubeconfig: api.KubeconfigPath(cfg.RootDir),
+		l, err := apiserver.Listen(a, apiserver.Options{
+			Listen: cfg.Listen, PKIDir: apiserver.PKIDir(cfg.RootDir), Kubeconfig: apiserver.KubeconfigPath(cfg.RootDir),
 			Hosts: []string{cfg.NodeName},
 		})
 		if err != nil {

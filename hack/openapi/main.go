@@ -1,5 +1,5 @@
 // Command openapi extracts from the kube-apiserver's published OpenAPI documents the part that
-// describes what podagent serves, for agent/api to embed: the operations of the paths it routes,
+// describes what podagent serves, for apiserver to embed: the operations of the paths it routes,
 // and the schemas of Pod, Namespace, Node, Event, their lists and meta/v1, with every definition
 // they reference. `kubectl explain` then prints what it prints against a real cluster, and
 // `kubectl apply` computes its strategic merge patches from the same schemas.
@@ -7,7 +7,7 @@
 // The documents are api/openapi-spec/swagger.json (v2) and api/openapi-spec/v3/api__v1_openapi.json
 // (v3) of the k8s.io/kubernetes release matching go.mod's k8s.io/api (v0.37.2 is v1.37.2), fetched
 // through the Go module proxy (`go mod download`, which the module cache may already answer). The
-// output is compact JSON, gzipped. Run from agent/api with `go generate` (or `make openapi`):
+// output is compact JSON, gzipped. Run from apiserver with `go generate` (or `make openapi`):
 //
 //	go run ../../hack/openapi -out openapi
 //
@@ -30,7 +30,7 @@ import (
 	"strings"
 )
 
-// served lists podagent's routes (agent/api/rest.go, api.go, exec.go) as the kube-apiserver's
+// served lists podagent's routes (apiserver/rest.go, api.go, exec.go) as the kube-apiserver's
 // paths and their methods; a path's item keeps only these operations and its shared parameters.
 var served = map[string][]string{
 	"/api/v1/pods":                                           {"get"},

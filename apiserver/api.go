@@ -1,5 +1,5 @@
 // Package api serves the agent's Kubernetes API. So far: the pods/log subresource.
-package api
+package apiserver
 
 import (
 	"encoding/json"
@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 
 	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/agent/registry"
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/registry"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // Server is the HTTP handler of the API.

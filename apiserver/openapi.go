@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ const (
 // The OpenAPI documents: the kube-apiserver's own, cut down by hack/openapi to the operations
 // podagent serves and the schemas they and Pod, Namespace, Node, Event and meta/v1 reference.
 //
-//go:generate go run ../../hack/openapi -out openapi
+//go:generate go run ../hack/openapi -out openapi
 var (
 	//go:embed openapi/v2.json.gz
 	openAPIV2Gzip []byte

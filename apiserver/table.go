@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 // Server-side printing: the Tables `kubectl get` asks for, with the kube-apiserver's columns

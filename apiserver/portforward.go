@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/runtime"
 )
 

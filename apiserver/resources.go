@@ -1,4 +1,4 @@
-package api
+package apiserver
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/agent/registry"
-	"github.com/podagent/podagent/agent/store"
+	"github.com/podagent/podagent/apiserver/registry"
+	"github.com/podagent/podagent/apiserver/store"
 )
 
 func (s *Server) pods() *kind {

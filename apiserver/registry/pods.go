@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
-	"github.com/podagent/podagent/agent/store"
-	"github.com/podagent/podagent/agent/validation"
+	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/apiserver/validation"
 	"github.com/podagent/podagent/runtime"
 )
 
