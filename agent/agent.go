@@ -16,8 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/agent/source"
+	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/netns"
 	"github.com/podagent/podagent/runtime"

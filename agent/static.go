@@ -12,8 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
-	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/agent/source"
+	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
 )
 
