@@ -63,10 +63,10 @@ func TestTwoAgentsSideBySide(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() error {
 		p1, p2 := one.runningPods(t), two.runningPods(t)
 		if len(p1) != 1 || p1["web-node-one"] == nil {
-			return fmt.Errorf("agent one runs %v, want only web-node-one", keys(p1))
+			return fmt.Errorf("agent one runs %v, want only web-node-one", mapKeys(p1))
 		}
 		if len(p2) != 1 || p2["web-node-two"] == nil {
-			return fmt.Errorf("agent two runs %v, want only web-node-two", keys(p2))
+			return fmt.Errorf("agent two runs %v, want only web-node-two", mapKeys(p2))
 		}
 		twoSandbox = p2["web-node-two"].ID
 		return nil
@@ -77,7 +77,7 @@ func TestTwoAgentsSideBySide(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if p := one.runningPods(t); len(p) != 0 {
-			return fmt.Errorf("agent one still runs %v", keys(p))
+			return fmt.Errorf("agent one still runs %v", mapKeys(p))
 		}
 		sbs, err := one.rt.ListSandboxes(one.rt.Ctx)
 		if err != nil || len(sbs) != 0 {
@@ -88,11 +88,11 @@ func TestTwoAgentsSideBySide(t *testing.T) {
 	one.rt.AssertNothingLeft(t)
 	p2 := two.runningPods(t)
 	if len(p2) != 1 || p2["web-node-two"] == nil || p2["web-node-two"].ID != twoSandbox {
-		t.Fatalf("agent two's pod was touched: now %v", keys(p2))
+		t.Fatalf("agent two's pod was touched: now %v", mapKeys(p2))
 	}
 }
 
-func keys[V any](m map[string]V) []string {
+func mapKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

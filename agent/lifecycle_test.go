@@ -12,8 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 	"github.com/podagent/podagent/internal/testenv"
 )
 
@@ -98,7 +98,7 @@ func TestStaticPodLifecycle(t *testing.T) {
 	ta := startAgent(t, "node")
 	ta.writeManifest(t, "duo.yaml", fmt.Sprintf(twoContainerManifest, "1"))
 	p := ta.waitPod(t, "default", "duo-node", 30*time.Second, running)
-	if p.Annotations[agent.MirrorAnnotation] == "" || p.Annotations["kubernetes.io/config.source"] != "file" {
+	if p.Annotations[keys.MirrorAnnotation] == "" || p.Annotations["kubernetes.io/config.source"] != "file" {
 		t.Errorf("static pod annotations %v, want a mirror pod from file", p.Annotations)
 	}
 	one, two := containerStatus(p, "one"), containerStatus(p, "two")

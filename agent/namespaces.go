@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // finishNamespaceDeletion does the namespace controller's work for a Terminating namespace: it
@@ -26,7 +27,7 @@ func (a *Agent) finishNamespaceDeletion(ctx context.Context, ns *corev1.Namespac
 	left := 0
 	for _, obj := range objs {
 		p := obj.(*corev1.Pod)
-		if p.Annotations[MirrorAnnotation] != "" {
+		if p.Annotations[keys.MirrorAnnotation] != "" {
 			continue
 		}
 		left++

@@ -18,11 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/version"
 )
-
-// KubeletVersion is what the node reports as its kubelet version: the Kubernetes API level podagent
-// follows, marked as podagent's.
-const KubeletVersion = "v1.33.0-podagent"
 
 // maxPods is the node's pod capacity, the kubelet's default.
 const maxPods = 110
@@ -114,7 +111,7 @@ func nodeObject(name, podCIDR string, labels map[string]string, f hostFacts, now
 			NodeInfo: corev1.NodeSystemInfo{
 				MachineID: f.MachineID, SystemUUID: f.SystemUUID, BootID: f.BootID,
 				KernelVersion: f.KernelVersion, OSImage: f.OSImage,
-				ContainerRuntimeVersion: f.RuntimeVersion, KubeletVersion: KubeletVersion,
+				ContainerRuntimeVersion: f.RuntimeVersion, KubeletVersion: version.Kubelet,
 				OperatingSystem: f.OperatingSystem, Architecture: f.Architecture,
 			},
 		},

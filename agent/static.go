@@ -15,11 +15,8 @@ import (
 	"github.com/podagent/podagent/agent/source"
 	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 )
-
-// MirrorAnnotation marks a pod in the store as the mirror of a static pod, as the kubelet's mirror
-// pods are marked; the API refuses to change or delete such a pod.
-const MirrorAnnotation = "kubernetes.io/config.mirror"
 
 var podsResource = schema.GroupResource{Resource: "pods"}
 
@@ -58,7 +55,7 @@ func (s *staticPods) apply(ctx context.Context, u source.Update) error {
 	}
 	for _, obj := range objs {
 		p := obj.(*corev1.Pod)
-		if p.Annotations[MirrorAnnotation] == "" || p.Annotations[source.ConfigSourceAnnotation] != u.Source ||
+		if p.Annotations[keys.MirrorAnnotation] == "" || p.Annotations[keys.ConfigSourceAnnotation] != u.Source ||
 			want[p.Namespace+"/"+p.Name] || p.DeletionTimestamp != nil {
 			continue
 		}
@@ -81,7 +78,7 @@ func (s *staticPods) put(ctx context.Context, p *corev1.Pod) error {
 		return nil
 	}
 	delete(s.reported, string(p.UID))
-	p.Annotations[MirrorAnnotation] = p.Annotations[source.ConfigHashAnnotation]
+	p.Annotations[keys.MirrorAnnotation] = p.Annotations[keys.ConfigHashAnnotation]
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: s.a.cfg.NodeName, UID: s.a.nodeUID, Controller: ptr.To(true)}}
 	obj, err := s.a.store.Get(ctx, store.Pods, p.Namespace, p.Name)
 	if apierrors.IsNotFound(err) {
@@ -99,7 +96,7 @@ func (s *staticPods) put(ctx context.Context, p *corev1.Pod) error {
 	if cur.UID != p.UID {
 		return fmt.Errorf("static pod %s/%s: a pod of that name, not from this manifest, exists", p.Namespace, p.Name)
 	}
-	if cur.DeletionTimestamp != nil || cur.Annotations[MirrorAnnotation] == p.Annotations[MirrorAnnotation] {
+	if cur.DeletionTimestamp != nil || cur.Annotations[keys.MirrorAnnotation] == p.Annotations[keys.MirrorAnnotation] {
 		// Unchanged; or being deleted, in which case it is created anew once it is gone.
 		return nil
 	}

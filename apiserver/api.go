@@ -42,12 +42,14 @@ func New(a *agent.Agent) (*Server, error) {
 	s.mux.HandleFunc("GET /api", s.discoveryAPI)
 	s.mux.HandleFunc("GET /apis", s.discoveryAPIs)
 	s.mux.HandleFunc("GET /api/v1", s.discoveryV1)
+	s.mux.HandleFunc("GET /apis/coordination.k8s.io", s.discoveryCoordinationGroup)
+	s.mux.HandleFunc("GET /apis/coordination.k8s.io/v1", s.discoveryCoordinationV1)
 	s.mux.HandleFunc("GET /version", s.version)
 	s.mux.Handle("GET /metrics", a.MetricsHandler())
 	for _, p := range []string{"/healthz", "/readyz", "/livez"} {
 		s.mux.HandleFunc("GET "+p, s.healthz)
 	}
-	for _, k := range []*kind{s.pods(), s.namespaces(), s.nodes(), s.events()} {
+	for _, k := range []*kind{s.pods(), s.namespaces(), s.nodes(), s.events(), s.leases()} {
 		s.register(k)
 	}
 	s.mux.HandleFunc("GET /api/v1/namespaces/{namespace}/pods/{name}/log", s.podLog)

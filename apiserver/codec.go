@@ -77,7 +77,8 @@ func (c *codecs) serializerFor(contentType string) (runtime.SerializerInfo, erro
 // with the fieldValidation mode (already validated) choosing between rejecting (Strict), warning
 // about (Warn, the default) and ignoring (Ignore) unknown and duplicate fields. A body of
 // another kind or version than the URL's (a Namespace sent to pods, an apps/v1 Pod) is 400.
-func (c *codecs) decode(w http.ResponseWriter, r *http.Request, body []byte, into runtime.Object, kind, fieldValidation string) error {
+func (c *codecs) decode(w http.ResponseWriter, r *http.Request, body []byte, into runtime.Object, want schema.GroupVersionKind, fieldValidation string) error {
+	kind := want.Kind
 	info, err := c.serializerFor(r.Header.Get("Content-Type"))
 	if err != nil {
 		return err
@@ -86,7 +87,6 @@ func (c *codecs) decode(w http.ResponseWriter, r *http.Request, body []byte, int
 	if fieldValidation != metav1.FieldValidationIgnore && info.StrictSerializer != nil {
 		dec = info.StrictSerializer
 	}
-	want := corev1.SchemeGroupVersion.WithKind(kind)
 	obj, gvk, err := dec.Decode(body, &want, into)
 	if err != nil {
 		strict, isStrict := runtime.AsStrictDecodingError(err)
@@ -100,8 +100,8 @@ func (c *codecs) decode(w http.ResponseWriter, r *http.Request, body []byte, int
 	if obj != into {
 		return decodeError(kind, gvk, body, fmt.Errorf("converting (%T) to (%T): unknown conversion", obj, into))
 	}
-	if gvk.GroupVersion() != corev1.SchemeGroupVersion {
-		return apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (v1)", gvk.GroupVersion()))
+	if gvk.GroupVersion() != want.GroupVersion() {
+		return apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s)", gvk.GroupVersion(), want.GroupVersion()))
 	}
 	return nil
 }

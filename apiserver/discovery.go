@@ -3,10 +3,11 @@ package apiserver
 import (
 	"net/http"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/version"
+	k8sversion "k8s.io/apimachinery/pkg/version"
 
-	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/internal/version"
 )
 
 // resourceList is the core group's discovery document: what kubectl's RESTMapper, short names
@@ -17,11 +18,11 @@ func resourceList() *metav1.APIResourceList {
 		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
 		GroupVersion: "v1",
 		APIResources: []metav1.APIResource{
-			{Name: "events", SingularName: "event", Namespaced: true, Kind: "Event", Verbs: metav1.Verbs{"get", "list", "watch"}, ShortNames: []string{"ev"}},
+			{Name: "events", SingularName: "event", Namespaced: true, Kind: "Event", Verbs: metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}, ShortNames: []string{"ev"}},
 			{Name: "namespaces", SingularName: "namespace", Kind: "Namespace", Verbs: metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}, ShortNames: []string{"ns"}},
 			{Name: "namespaces/status", SingularName: "", Kind: "Namespace", Verbs: metav1.Verbs{"get"}},
-			{Name: "nodes", SingularName: "node", Kind: "Node", Verbs: metav1.Verbs{"get", "list", "patch", "update", "watch"}, ShortNames: []string{"no"}},
-			{Name: "nodes/status", SingularName: "", Kind: "Node", Verbs: metav1.Verbs{"get"}},
+			{Name: "nodes", SingularName: "node", Kind: "Node", Verbs: metav1.Verbs{"create", "delete", "get", "list", "patch", "update", "watch"}, ShortNames: []string{"no"}},
+			{Name: "nodes/status", SingularName: "", Kind: "Node", Verbs: metav1.Verbs{"get", "patch", "update"}},
 			{Name: "pods", SingularName: "pod", Namespaced: true, Kind: "Pod", Verbs: all, ShortNames: []string{"po"}, Categories: []string{"all"}},
 			{Name: "pods/exec", SingularName: "", Namespaced: true, Kind: "PodExecOptions", Verbs: metav1.Verbs{"create", "get"}},
 			{Name: "pods/log", SingularName: "", Namespaced: true, Kind: "Pod", Verbs: metav1.Verbs{"get"}},
@@ -41,9 +42,30 @@ func (s *Server) discoveryAPI(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// coordinationGroup is the one API group served beside the core one: the nodes' Leases.
+func coordinationGroup() metav1.APIGroup {
+	gv := metav1.GroupVersionForDiscovery{GroupVersion: coordinationv1.SchemeGroupVersion.String(), Version: "v1"}
+	return metav1.APIGroup{Name: coordinationv1.GroupName, Versions: []metav1.GroupVersionForDiscovery{gv}, PreferredVersion: gv}
+}
+
 func (s *Server) discoveryAPIs(w http.ResponseWriter, _ *http.Request) {
-	// No API groups beyond the core one; kubectl needs the (empty) list to exist.
-	writeJSON(w, http.StatusOK, &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}, Groups: []metav1.APIGroup{}})
+	writeJSON(w, http.StatusOK, &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"},
+		Groups: []metav1.APIGroup{coordinationGroup()}})
+}
+
+func (s *Server) discoveryCoordinationGroup(w http.ResponseWriter, _ *http.Request) {
+	g := coordinationGroup()
+	g.TypeMeta = metav1.TypeMeta{Kind: "APIGroup", APIVersion: "v1"}
+	writeJSON(w, http.StatusOK, &g)
+}
+
+func (s *Server) discoveryCoordinationV1(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, &metav1.APIResourceList{
+		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
+		GroupVersion: coordinationv1.SchemeGroupVersion.String(),
+		APIResources: []metav1.APIResource{{Name: "leases", SingularName: "lease", Namespaced: true, Kind: "Lease",
+			Verbs: metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}}},
+	})
 }
 
 func (s *Server) discoveryV1(w http.ResponseWriter, _ *http.Request) {
@@ -51,8 +73,8 @@ func (s *Server) discoveryV1(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, &version.Info{
-		Major: "1", Minor: "33", GitVersion: agent.KubeletVersion, Platform: "linux/" + goarch(),
+	writeJSON(w, http.StatusOK, &k8sversion.Info{
+		Major: version.KubernetesMajor, Minor: version.KubernetesMinor, GitVersion: version.Kubelet, Platform: "linux/" + goarch(),
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 )
 
 func (s *Server) pods() *kind {
@@ -28,7 +29,7 @@ func (s *Server) pods() *kind {
 		},
 		create: func(ctx context.Context, obj store.Object, dryRun bool) (store.Object, error) {
 			pod := obj.(*corev1.Pod)
-			if pod.Annotations[agent.MirrorAnnotation] != "" {
+			if pod.Annotations[keys.MirrorAnnotation] != "" {
 				return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, pod.Name,
 					fmt.Errorf("mirror pods are made by the node from its static pod manifests"))
 			}
@@ -82,7 +83,7 @@ func (s *Server) pods() *kind {
 
 // refuseMirror refuses to change a mirror pod: its manifest on the node defines it.
 func refuseMirror(pod *corev1.Pod) error {
-	if pod.Annotations[agent.MirrorAnnotation] == "" {
+	if pod.Annotations[keys.MirrorAnnotation] == "" {
 		return nil
 	}
 	return apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, pod.Name,
@@ -161,6 +162,8 @@ func (s *Server) nodes() *kind {
 		list: func(items []store.Object, rv string) any {
 			return &corev1.NodeList{TypeMeta: listType("NodeList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Node](items)}
 		},
+		create: s.plainCreate(store.Nodes),
+		delete: s.plainDelete(store.Nodes),
 		update: func(cur, obj store.Object, sub string) (store.Object, error) {
 			old, n := cur.(*corev1.Node), obj.(*corev1.Node)
 			if sub == "status" {
@@ -174,6 +177,7 @@ func (s *Server) nodes() *kind {
 			}
 			old.Labels, old.Annotations = n.Labels, n.Annotations
 			old.Spec.Taints, old.Spec.Unschedulable = n.Spec.Taints, n.Spec.Unschedulable
+			old.Spec.PodCIDR, old.Spec.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
 			return old, nil
 		},
 	}
@@ -201,6 +205,10 @@ func validateNodeUpdate(n, old *corev1.Node) field.ErrorList {
 	}
 	want := old.Spec.DeepCopy()
 	want.Taints, want.Unschedulable = n.Spec.Taints, n.Spec.Unschedulable
+	if old.Spec.PodCIDR == "" {
+		// Set once, as the apiserver allows: by the node at registration or an allocator after.
+		want.PodCIDR, want.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
+	}
 	if !apiequality.Semantic.DeepEqual(*want, n.Spec) {
 		errs = append(errs, field.Forbidden(spec, "node updates may only change spec.taints and spec.unschedulable"))
 	}
@@ -214,6 +222,52 @@ func (s *Server) events() *kind {
 		list: func(items []store.Object, rv string) any {
 			return &corev1.EventList{TypeMeta: listType("EventList"), ListMeta: listMeta(rv), Items: itemsOf[corev1.Event](items)}
 		},
+		create: s.plainCreate(store.Events),
+		update: plainUpdate,
+		delete: s.plainDelete(store.Events),
+	}
+}
+
+// leases are coordination.k8s.io/v1 Leases: the node's heartbeat in kube-node-lease.
+func (s *Server) leases() *kind {
+	return &kind{
+		resource: store.Leases, name: "Lease", namespaced: true, gv: coordinationv1.SchemeGroupVersion,
+		newObj: func() store.Object { return &coordinationv1.Lease{} },
+		list: func(items []store.Object, rv string) any {
+			return &coordinationv1.LeaseList{TypeMeta: metav1.TypeMeta{Kind: "LeaseList", APIVersion: coordinationv1.SchemeGroupVersion.String()},
+				ListMeta: listMeta(rv), Items: itemsOf[coordinationv1.Lease](items)}
+		},
+		create: s.plainCreate(store.Leases),
+		update: plainUpdate,
+		delete: s.plainDelete(store.Leases),
+	}
+}
+
+// plainCreate stores a new object of a resource that has no rules of its own beyond the generic
+// ones (names, namespaces) the handlers check.
+func (s *Server) plainCreate(resource string) func(context.Context, store.Object, bool) (store.Object, error) {
+	return func(ctx context.Context, obj store.Object, dryRun bool) (store.Object, error) {
+		if dryRun {
+			return obj, nil
+		}
+		return s.store.Create(ctx, resource, obj)
+	}
+}
+
+// plainUpdate takes the client's object whole (status included: such resources have none apart).
+func plainUpdate(_, obj store.Object, _ string) (store.Object, error) { return obj, nil }
+
+// plainDelete removes an object at once: the resource has no graceful deletion.
+func (s *Server) plainDelete(resource string) func(context.Context, string, string, *metav1.DeleteOptions) (store.Object, error) {
+	return func(ctx context.Context, ns, name string, opts *metav1.DeleteOptions) (store.Object, error) {
+		if isDryRun(opts.DryRun) {
+			obj, err := s.store.Get(ctx, resource, ns, name)
+			if err != nil {
+				return nil, err
+			}
+			return obj, registry.CheckPreconditions(store.GroupResource(resource), obj, opts.Preconditions)
+		}
+		return s.store.Delete(ctx, resource, ns, name, opts.Preconditions)
 	}
 }
 

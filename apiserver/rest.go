@@ -33,7 +33,9 @@ type kind struct {
 	resource   string
 	name       string
 	namespaced bool
-	newObj     func() store.Object
+	// gv is the group and version served; the zero value is the core group's v1.
+	gv     schema.GroupVersion
+	newObj func() store.Object
 	// list wraps items in the resource's typed list.
 	list func(items []store.Object, rv string) any
 	// create admits a new object and stores it.
@@ -44,13 +46,31 @@ type kind struct {
 	delete func(ctx context.Context, namespace, name string, opts *metav1.DeleteOptions) (store.Object, error)
 }
 
-func (k *kind) gr() schema.GroupResource { return schema.GroupResource{Resource: k.resource} }
+func (k *kind) gr() schema.GroupResource {
+	return schema.GroupResource{Group: k.gv.Group, Resource: k.resource}
+}
+
+func (k *kind) gvk() schema.GroupVersionKind {
+	if k.gv.Empty() {
+		return corev1.SchemeGroupVersion.WithKind(k.name)
+	}
+	return k.gv.WithKind(k.name)
+}
+
+// prefix is the path under which k's group and version are served.
+func (k *kind) prefix() string {
+	if k.gv.Empty() {
+		return "/api/v1"
+	}
+	return "/apis/" + k.gv.Group + "/" + k.gv.Version
+}
 
 func (s *Server) register(k *kind) {
-	coll, item := "/api/v1/"+k.resource, "/api/v1/"+k.resource+"/{name}"
+	p := k.prefix()
+	coll, item := p+"/"+k.resource, p+"/"+k.resource+"/{name}"
 	if k.namespaced {
-		s.mux.HandleFunc("GET /api/v1/"+k.resource, func(w http.ResponseWriter, r *http.Request) { s.listOrWatch(w, r, k, "") })
-		coll, item = "/api/v1/namespaces/{namespace}/"+k.resource, "/api/v1/namespaces/{namespace}/"+k.resource+"/{name}"
+		s.mux.HandleFunc("GET "+p+"/"+k.resource, func(w http.ResponseWriter, r *http.Request) { s.listOrWatch(w, r, k, "") })
+		coll, item = p+"/namespaces/{namespace}/"+k.resource, p+"/namespaces/{namespace}/"+k.resource+"/{name}"
 	}
 	s.mux.HandleFunc("GET "+coll, func(w http.ResponseWriter, r *http.Request) {
 		s.listOrWatch(w, r, k, r.PathValue("namespace"))
@@ -78,12 +98,12 @@ func respond(w http.ResponseWriter, code int, obj store.Object, k *kind, err err
 		writeError(w, err)
 		return
 	}
-	setKind(obj, k.name)
+	setKind(obj, k)
 	writeJSON(w, code, obj)
 }
 
-func setKind(obj store.Object, name string) {
-	obj.GetObjectKind().SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(name))
+func setKind(obj store.Object, k *kind) {
+	obj.GetObjectKind().SetGroupVersionKind(k.gvk())
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, k *kind) {
@@ -118,7 +138,7 @@ func (s *Server) listOrWatch(w http.ResponseWriter, r *http.Request, k *kind, na
 	items := objs[:0]
 	for _, obj := range objs {
 		if f.matches(k.resource, obj) {
-			setKind(obj, k.name)
+			setKind(obj, k)
 			items = append(items, obj)
 		}
 	}
@@ -172,7 +192,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 		}
 	}
 	send := func(typ watch.EventType, obj store.Object) bool {
-		setKind(obj, k.name)
+		setKind(obj, k)
 		var out any = obj
 		if table {
 			out = toTable(k.resource, []store.Object{obj}, obj.GetResourceVersion(), time.Now())
@@ -200,7 +220,8 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 		}
 	}
 	for ev := range ch {
-		if f.matches(k.resource, ev.Object) && !send(ev.Type, ev.Object) {
+		typ, ok := f.transition(k.resource, ev)
+		if ok && !send(typ, ev.Object) {
 			return
 		}
 	}
@@ -250,7 +271,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, k *kind, fie
 		return nil, err
 	}
 	obj := k.newObj()
-	if err := s.codecs.decode(w, r, body, obj, k.name, fieldValidation); err != nil {
+	if err := s.codecs.decode(w, r, body, obj, k.gvk(), fieldValidation); err != nil {
 		return nil, err
 	}
 	return obj, nil
@@ -417,7 +438,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
 	manager := managerOrUserAgent(opts.FieldManager, r.UserAgent())
 	updated, err := s.update(r.Context(), k, ns, name, sub, isDryRun(opts.DryRun), manager, func(cur store.Object) (store.Object, error) {
-		setKind(cur, k.name)
+		setKind(cur, k)
 		orig, err := json.Marshal(cur)
 		if err != nil {
 			return nil, err
@@ -442,7 +463,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, k *kind, sub stri
 		obj := k.newObj()
 		req := r.Clone(r.Context())
 		req.Header.Set("Content-Type", "application/json")
-		if err := s.codecs.decode(w, req, patched, obj, k.name, opts.FieldValidation); err != nil {
+		if err := s.codecs.decode(w, req, patched, obj, k.gvk(), opts.FieldValidation); err != nil {
 			// The patched object is not one (a string where a number goes, a kind changed).
 			return nil, apierrors.NewInvalid(schema.GroupKind{}, "", field.ErrorList{field.Invalid(field.NewPath("patch"), string(patched), err.Error())})
 		}
@@ -515,7 +536,7 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, k *kin
 			return
 		}
 		if out != nil {
-			setKind(out, k.name)
+			setKind(out, k)
 			items = append(items, out)
 		}
 	}

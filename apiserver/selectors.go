@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/podagent/podagent/apiserver/store"
 )
@@ -75,6 +76,24 @@ func fieldSet(resource string, obj store.Object) fields.Set {
 		}
 	}
 	return set
+}
+
+// transition is how a store event shows to a watch with f: a change that brings an object into
+// the selection is ADDED, one that takes it out DELETED (as the apiserver's cacher sends them), and
+// one outside it is not sent (ok false).
+func (f filter) transition(resource string, ev store.Event) (typ watch.EventType, ok bool) {
+	now := f.matches(resource, ev.Object)
+	if ev.Type != watch.Modified || ev.Prev == nil {
+		return ev.Type, now
+	}
+	before := f.matches(resource, ev.Prev)
+	switch {
+	case now && !before:
+		return watch.Added, true
+	case !now && before:
+		return watch.Deleted, true
+	}
+	return ev.Type, now
 }
 
 func (f filter) matches(resource string, obj store.Object) bool {

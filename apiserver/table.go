@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -67,6 +68,11 @@ var columns = map[string][]metav1.TableColumnDefinition{
 		col("Kernel-Version", corev1.NodeSystemInfo{}.SwaggerDoc()["kernelVersion"], 1),
 		col("Container-Runtime", corev1.NodeSystemInfo{}.SwaggerDoc()["containerRuntimeVersion"], 1),
 	},
+	store.Leases: {
+		col("Name", metav1.ObjectMeta{}.SwaggerDoc()["name"], 0),
+		col("Holder", coordinationv1.LeaseSpec{}.SwaggerDoc()["holderIdentity"], 0),
+		col("Age", metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"], 0),
+	},
 }
 
 // toTable prints objs as a Table; each row carries the object's metadata, which is what
@@ -89,6 +95,12 @@ func toTable(resource string, objs []store.Object, rv string, now time.Time) *me
 			row = nodeRow(o, now)
 		case *corev1.Event:
 			row = eventRow(o, now)
+		case *coordinationv1.Lease:
+			holder := ""
+			if o.Spec.HolderIdentity != nil {
+				holder = *o.Spec.HolderIdentity
+			}
+			row = metav1.TableRow{Cells: []any{o.Name, holder, age(o.CreationTimestamp, now)}}
 		}
 		row.Object = runtime.RawExtension{Object: &metav1.PartialObjectMetadata{
 			TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},

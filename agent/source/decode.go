@@ -17,6 +17,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // maxManifestSize bounds what is read from one manifest file or URL, so that a stray huge file
@@ -113,8 +115,8 @@ func staticPod(pod *corev1.Pod, kind, nodeName string) error {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[ConfigSourceAnnotation] = kind
-	pod.Annotations[ConfigHashAnnotation] = hex.EncodeToString(sum[:])
+	pod.Annotations[keys.ConfigSourceAnnotation] = kind
+	pod.Annotations[keys.ConfigHashAnnotation] = hex.EncodeToString(sum[:])
 	pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 func TestDecodePods(t *testing.T) {
@@ -70,11 +72,11 @@ func TestStaticPodFields(t *testing.T) {
 			if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(string(p.UID)) {
 				t.Errorf("uid %q is not 32 hex digits", p.UID)
 			}
-			if got := p.Annotations[ConfigSourceAnnotation]; got != kind {
+			if got := p.Annotations[keys.ConfigSourceAnnotation]; got != kind {
 				t.Errorf("config.source %q, want %q", got, kind)
 			}
-			if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(p.Annotations[ConfigHashAnnotation]) {
-				t.Errorf("config.hash %q is not a sha256", p.Annotations[ConfigHashAnnotation])
+			if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(p.Annotations[keys.ConfigHashAnnotation]) {
+				t.Errorf("config.hash %q is not a sha256", p.Annotations[keys.ConfigHashAnnotation])
 			}
 			if p.Annotations["keep"] != "me" {
 				t.Errorf("the manifest's own annotations were lost: %v", p.Annotations)
@@ -125,7 +127,7 @@ func TestPodUIDStableAcrossEditsUniquePerPod(t *testing.T) {
 		// The separators keep the fields apart: namespace "n" with name "sa" is not "ns" with "a".
 		{"name/namespace boundary", "apiVersion: v1\nkind: Pod\nmetadata: {name: sa, namespace: n}\nspec: {containers: [{name: c, image: x}]}\n", SourceFile, "n", false, false},
 	}
-	baseHash := decodeOne(t, doc, SourceFile, "n").Annotations[ConfigHashAnnotation]
+	baseHash := decodeOne(t, doc, SourceFile, "n").Annotations[keys.ConfigHashAnnotation]
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := decodeOne(t, tc.doc, tc.kind, tc.node)
@@ -133,7 +135,7 @@ func TestPodUIDStableAcrossEditsUniquePerPod(t *testing.T) {
 				t.Errorf("same UID = %v, want %v (%s vs %s)", got, tc.sameUID, p.UID, base)
 			}
 			// The hash is of the manifest's pod only: node and source change the UID, not it.
-			if got := p.Annotations[ConfigHashAnnotation] == baseHash; got != tc.sameHash {
+			if got := p.Annotations[keys.ConfigHashAnnotation] == baseHash; got != tc.sameHash {
 				t.Errorf("same config.hash = %v, want %v", got, tc.sameHash)
 			}
 		})

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 func TestDirStateScan(t *testing.T) {
@@ -123,7 +125,7 @@ func TestDirStateBrokenEditKeepsOldContent(t *testing.T) {
 	if got := podImage(u, "default", "a-n"); got != "v1" {
 		t.Errorf("image %q, want the last good v1", got)
 	}
-	if u.Pods[0].UID != good.Pods[0].UID || u.Pods[0].Annotations[ConfigHashAnnotation] != good.Pods[0].Annotations[ConfigHashAnnotation] {
+	if u.Pods[0].UID != good.Pods[0].UID || u.Pods[0].Annotations[keys.ConfigHashAnnotation] != good.Pods[0].Annotations[keys.ConfigHashAnnotation] {
 		t.Error("the kept pod differs from the last good one")
 	}
 	if err := u.Errs[path]; err == nil || !strings.Contains(err.Error(), `unknown field "imagee"`) {

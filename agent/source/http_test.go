@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // manifestServer serves a manifest with an ETag, answers 304 to a matching If-None-Match, and
@@ -80,7 +82,7 @@ func TestPollURLInitialFetchAndNotModified(t *testing.T) {
 	if u.Source != SourceHTTP || podNames(u) != "default/a-n,default/b-n" || len(u.Errs) != 0 {
 		t.Fatalf("initial update: %s", describe(u))
 	}
-	if got := u.Pods[0].Annotations[ConfigSourceAnnotation]; got != SourceHTTP {
+	if got := u.Pods[0].Annotations[keys.ConfigSourceAnnotation]; got != SourceHTTP {
 		t.Errorf("config.source %q, want http", got)
 	}
 
@@ -111,7 +113,7 @@ func TestPollURLFollowsContent(t *testing.T) {
 	if u.Pods[0].UID != first.Pods[0].UID {
 		t.Error("an edit changed the pod's UID")
 	}
-	if u.Pods[0].Annotations[ConfigHashAnnotation] == first.Pods[0].Annotations[ConfigHashAnnotation] {
+	if u.Pods[0].Annotations[keys.ConfigHashAnnotation] == first.Pods[0].Annotations[keys.ConfigHashAnnotation] {
 		t.Error("an edit kept the config.hash")
 	}
 

@@ -13,21 +13,14 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // Source kinds: the kubelet's values of the kubernetes.io/config.source annotation.
 const (
 	SourceFile = "file"
 	SourceHTTP = "http"
-)
-
-// Annotations set on every static pod, with the kubelet's names.
-const (
-	// ConfigSourceAnnotation is SourceFile or SourceHTTP.
-	ConfigSourceAnnotation = "kubernetes.io/config.source"
-	// ConfigHashAnnotation is the hex sha256 of the pod as decoded from its manifest: it changes
-	// when, and only when, the manifest's content for that pod changes.
-	ConfigHashAnnotation = "kubernetes.io/config.hash"
 )
 
 // Update is the complete current set of static pods of one source.
@@ -89,7 +82,7 @@ func (u Update) fingerprint() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "source %s\n", u.Source)
 	for _, p := range u.Pods {
-		fmt.Fprintf(&b, "pod %s/%s %s %s\n", p.Namespace, p.Name, p.UID, p.Annotations[ConfigHashAnnotation])
+		fmt.Fprintf(&b, "pod %s/%s %s %s\n", p.Namespace, p.Name, p.UID, p.Annotations[keys.ConfigHashAnnotation])
 	}
 	origins := make([]string, 0, len(u.Errs))
 	for o := range u.Errs {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // pods decodes a manifest for the update tests.
@@ -113,7 +115,7 @@ func TestUpdateSameAs(t *testing.T) {
 	}{
 		{"identical", func(*testing.T, *Update) {}, true},
 		{"other source", func(_ *testing.T, u *Update) { u.Source = SourceHTTP }, false},
-		{"pod content changed", func(_ *testing.T, u *Update) { u.Pods[0].Annotations[ConfigHashAnnotation] = "other" }, false},
+		{"pod content changed", func(_ *testing.T, u *Update) { u.Pods[0].Annotations[keys.ConfigHashAnnotation] = "other" }, false},
 		{"pod added", func(t *testing.T, u *Update) { u.Pods = append(u.Pods, pods(t, "c", "w")...) }, false},
 		{"pod removed", func(_ *testing.T, u *Update) { u.Pods = nil }, false},
 		{"error message changed", func(_ *testing.T, u *Update) { u.Errs["b"] = errors.New("f") }, false},
@@ -170,7 +172,7 @@ func TestSenderIgnoresReceiverChanges(t *testing.T) {
 	}
 	// The receiver changes what it got; the same content must still count as already sent.
 	got := <-out
-	got.Pods[0].Annotations[ConfigHashAnnotation] = "changed by the receiver"
+	got.Pods[0].Annotations[keys.ConfigHashAnnotation] = "changed by the receiver"
 	got.Pods = nil
 	if err := s.send(ctx, build()); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // noResync is a resync period that never comes during a test: what such a test sees comes from
@@ -49,7 +51,7 @@ func TestWatchDirFollowsEdits(t *testing.T) {
 
 	writeFile(t, path, podManifest("web", "v1"))
 	first := waitUpdate(t, updates, "new file", func(u Update) bool { return podImage(u, "default", "web-n") == "v1" })
-	uid, hash := first.Pods[0].UID, first.Pods[0].Annotations[ConfigHashAnnotation]
+	uid, hash := first.Pods[0].UID, first.Pods[0].Annotations[keys.ConfigHashAnnotation]
 
 	// keepsPod fails the test if an update lost the pod: its file exists all along.
 	keepsPod := func(next func(Update) bool) func(Update) bool {
@@ -63,7 +65,7 @@ func TestWatchDirFollowsEdits(t *testing.T) {
 
 	writeFile(t, path, podManifest("web", "v2"))
 	u := waitUpdate(t, updates, "edit in place", keepsPod(func(u Update) bool { return podImage(u, "default", "web-n") == "v2" }))
-	if h := u.Pods[0].Annotations[ConfigHashAnnotation]; h == hash {
+	if h := u.Pods[0].Annotations[keys.ConfigHashAnnotation]; h == hash {
 		t.Error("config.hash did not change with the content")
 	}
 

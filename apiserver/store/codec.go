@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ const (
 	Namespaces = "namespaces"
 	Nodes      = "nodes"
 	Events     = "events"
+	Leases     = "leases"
 )
 
 // resourceInfo describes one stored resource. The table is returned by a
@@ -52,8 +54,20 @@ func lookupResource(resource string) (resourceInfo, error) {
 		return resourceInfo{corev1.Resource(Nodes), core("Node"), false, func() Object { return &corev1.Node{} }}, nil
 	case Events:
 		return resourceInfo{corev1.Resource(Events), core("Event"), true, func() Object { return &corev1.Event{} }}, nil
+	case Leases:
+		return resourceInfo{coordinationv1.Resource(Leases), coordinationv1.SchemeGroupVersion.WithKind("Lease"), true,
+			func() Object { return &coordinationv1.Lease{} }}, nil
 	}
 	return resourceInfo{}, apierrors.NewBadRequest(fmt.Sprintf("unknown resource %q", resource))
+}
+
+// GroupResource names resource in errors; an unknown resource gets its name alone.
+func GroupResource(resource string) schema.GroupResource {
+	ri, err := lookupResource(resource)
+	if err != nil {
+		return schema.GroupResource{Resource: resource}
+	}
+	return ri.gr
 }
 
 // checkType makes sure obj is the Go type stored under the resource, so a

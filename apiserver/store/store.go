@@ -1,4 +1,4 @@
-// Package store keeps the agent's desired state (Pods, Namespaces, Nodes, and Events) in
+// Package store keeps the agent's desired state (Pods, Namespaces, Nodes, Events and Leases) in
 // a bbolt file with apiserver-like semantics: resourceVersions, optimistic
 // concurrency, generation, and watches that resume from a resourceVersion.
 package store
@@ -82,7 +82,7 @@ func open(path string, o options) (*Store, error) {
 	}
 	var rv uint64
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{Pods, Namespaces, Nodes, Events, metaBucket} {
+		for _, name := range []string{Pods, Namespaces, Nodes, Events, Leases, metaBucket} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -278,7 +278,7 @@ func (s *Store) Update(ctx context.Context, resource string, obj Object, precond
 		if err := b.Put(key, data); err != nil {
 			return Event{}, fmt.Errorf("update %s %s: %w", ri.gr, key, err)
 		}
-		return Event{Type: watch.Modified, Object: obj}, nil
+		return Event{Type: watch.Modified, Object: obj, Prev: old}, nil
 	})
 	if errors.Is(err, errUnchanged) {
 		return unchanged, nil

@@ -14,6 +14,10 @@ import (
 type Event struct {
 	Type   watch.EventType
 	Object Object
+	// Prev is the object before a Modified event: a watch filtered by selectors needs it to tell
+	// an object that leaves the selection (sent as Deleted, as the apiserver's cacher does) from one
+	// that was never in it.
+	Prev Object
 }
 
 // ringEntry is a published event plus what watches filter on.
@@ -163,5 +167,9 @@ func (s *Store) stopLocked(w *watcher) {
 }
 
 func copyEvent(ev Event) Event {
-	return Event{Type: ev.Type, Object: ev.Object.DeepCopyObject().(Object)}
+	out := Event{Type: ev.Type, Object: ev.Object.DeepCopyObject().(Object)}
+	if ev.Prev != nil {
+		out.Prev = ev.Prev.DeepCopyObject().(Object)
+	}
+	return out
 }
