@@ -9,28 +9,28 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/podagent/podagent/agent/source"
-	"github.com/podagent/podagent/apiserver/registry"
-	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/netns"
 	"github.com/podagent/podagent/runtime"
 )
 
-// New opens the agent's state and connects to containerd, and brings the stored cluster objects up
-// to date (default namespaces, this node). Nothing runs until Run.
-func New(ctx context.Context, cfg Config) (*Agent, error) {
+// New connects to containerd and, through client, to the Kubernetes API: it registers the node,
+// starts the caches of the pods bound to it and of its Node, and takes the static pods the API
+// still shows as mirrors until their sources report. Nothing runs until Run.
+func New(ctx context.Context, cfg Config, client kubernetes.Interface) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	ctx = namespaces.WithNamespace(ctx, cfg.ContainerdNamespace)
-	a, err := newAgent(ctx, cfg)
+	a, err := newAgent(ctx, cfg, client)
 	if err != nil {
 		return nil, err
 	}
@@ -40,12 +40,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	return a, nil
 }
-
-// Store is the agent's object store.
-func (a *Agent) Store() *store.Store { return a.store }
-
-// Registry applies the apiserver's rules to writes to the store.
-func (a *Agent) Registry() *registry.Registry { return a.registry }
 
 // Run syncs pods until ctx ends, then waits for its loops and pod workers to stop. Containers keep
 // running.
@@ -60,38 +54,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// Agent is a node agent: it runs the pods of its store on containerd and writes their status.
+// Agent is a node agent: it runs the pods bound to its node, and its static pods, on containerd,
+// and reports their status and its node's through the Kubernetes API.
 type Agent struct {
-	cfg      Config
-	rt       *runtime.Runtime
-	store    *store.Store
-	registry *registry.Registry
-	hostIP   string
-	nodeUID  types.UID
-	images   imageIDCache
-	metrics  *metrics
-	events   eventNames
+	cfg     Config
+	rt      *runtime.Runtime
+	client  kubernetes.Interface
+	pods    *podCache
+	static  *staticPods
+	hostIP  string
+	nodeUID types.UID
+	images  imageIDCache
+	metrics *metrics
+	events  eventNames
+	// runCtx is Run's context once Run has begun: the cache's events start workers with it.
+	runCtx atomic.Pointer[context.Context]
+	// stopCaches ends the API caches, which outlive Run so that logs and exec keep working
+	// while the agent shuts down.
+	stopCaches context.CancelFunc
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	wg      sync.WaitGroup
 }
 
-func newAgent(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
+func newAgent(ctx context.Context, cfg Config, client kubernetes.Interface) (_ *Agent, retErr error) {
 	for _, d := range []string{cfg.RootDir, cfg.RunDir, cfg.LogDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("create directory %s: %w", d, err)
 		}
 	}
-	st, err := store.Open(filepath.Join(cfg.RootDir, "state.db"))
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			st.Close()
-		}
-	}()
 	network, err := netns.New(NetworkOptions(cfg))
 	if err != nil {
 		return nil, err
@@ -106,20 +98,23 @@ func newAgent(ctx context.Context, cfg Config) (_ *Agent, retErr error) {
 			return nil, err
 		}
 	}
-	return &Agent{cfg: cfg, rt: rt, store: st, registry: registry.New(st), workers: map[types.UID]*podWorker{}, metrics: newMetrics()}, nil
+	a := &Agent{cfg: cfg, rt: rt, client: client, workers: map[types.UID]*podWorker{}, metrics: newMetrics()}
+	a.static = newStaticPods(a)
+	return a, nil
 }
 
-// Close releases the store and the containerd connection. Call it after Run has returned.
+// Close stops the API caches and releases the containerd connection. Call it after Run has
+// returned.
 func (a *Agent) Close() error {
 	a.wg.Wait()
-	return errors.Join(a.rt.Close(), a.store.Close())
+	if a.stopCaches != nil {
+		a.stopCaches()
+	}
+	return a.rt.Close()
 }
 
-// start brings the stored cluster objects up to date: the default namespaces and this node.
+// start registers the node and fills the caches of what the API says the node runs.
 func (a *Agent) start(ctx context.Context) error {
-	if err := a.registry.EnsureDefaultNamespaces(ctx); err != nil {
-		return err
-	}
 	// containerd keeps its state beside its socket (/run/containerd); a shim an earlier agent
 	// left while it was killed is stopped before anything of this agent's starts.
 	if err := a.rt.ReapOrphanShims(ctx, filepath.Dir(a.cfg.ContainerdAddress)); err != nil {
@@ -143,6 +138,12 @@ func (a *Agent) start(ctx context.Context) error {
 			break
 		}
 	}
+	cacheCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopCaches = stop
+	if a.pods, err = startPodCache(cacheCtx, a.client, a.cfg.NodeName, a.onPodEvent); err != nil {
+		return err
+	}
+	a.static.adoptMirrors(a.pods.mirrors())
 	return nil
 }
 
@@ -150,7 +151,7 @@ func (a *Agent) start(ctx context.Context) error {
 func (a *Agent) loops(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context){
-		a.dispatchPods, a.watchNode, a.watchNamespaces, a.watchTasks, a.collectOrphans, a.runSources, a.heartbeat,
+		a.dispatchPods, a.watchTasks, a.collectOrphans, a.runSources, a.heartbeat, a.renewLease,
 	} {
 		wg.Go(func() { loop(ctx) })
 	}
@@ -192,89 +193,46 @@ func (a *Agent) poke(ctx context.Context, uid types.UID, namespace, name string)
 	w.poke()
 }
 
-// pokeAll wakes every worker (the node changed: an unschedulable pod may now fit).
-func (a *Agent) pokeAll() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, w := range a.workers {
-		w.poke()
-	}
-}
-
-// dispatchPods gives every stored pod a worker and wakes it whenever its object changes.
+// dispatchPods gives a worker to every pod the agent knows at start (the API's and the static
+// ones); from then on the caches' events and the sources wake them.
 func (a *Agent) dispatchPods(ctx context.Context) {
-	a.listWatch(ctx, store.Pods, func(typ watch.EventType, obj store.Object) {
-		p := obj.(*corev1.Pod)
-		if typ == watch.Deleted {
-			// Deleted at once (forced, or never started): its containers get the grace period
-			// the deletion gave, not their own.
-			grace := int64(0)
-			if g := p.DeletionGracePeriodSeconds; g != nil {
-				grace = *g
-			}
-			a.worker(ctx, p.UID, p.Namespace, p.Name).goneGrace.Store(grace)
+	// Set first: a change the cache sees from now on wakes its worker itself.
+	a.runCtx.Store(&ctx)
+	for _, p := range a.pods.all() {
+		if !isMirror(p) {
+			a.poke(ctx, p.UID, p.Namespace, p.Name)
 		}
+	}
+	for _, p := range a.static.all() {
 		a.poke(ctx, p.UID, p.Namespace, p.Name)
-	})
+	}
+	<-ctx.Done()
 }
 
-// watchNode wakes every worker when the node's object changes (its labels decide scheduling).
-func (a *Agent) watchNode(ctx context.Context) {
-	a.listWatch(ctx, store.Nodes, func(watch.EventType, store.Object) { a.pokeAll() })
-}
-
-// watchNamespaces finishes the deletion of Terminating namespaces, on every namespace or pod change
-// and at each resync.
-func (a *Agent) watchNamespaces(ctx context.Context) {
-	kick := make(chan struct{}, 1)
-	poke := func(watch.EventType, store.Object) {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
+// onPodEvent wakes the worker of a pod the API changed. A mirror pod is no pod to run: its change
+// wakes the worker of its static pod, which keeps it current.
+func (a *Agent) onPodEvent(p *corev1.Pod, deleted bool) {
+	ctxp := a.runCtx.Load()
+	if ctxp == nil {
+		return // Run has not begun: dispatchPods will find the pod in the cache
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { a.listWatch(ctx, store.Namespaces, poke) })
-	wg.Go(func() { a.listWatch(ctx, store.Pods, poke) })
-	defer wg.Wait()
-	t := time.NewTicker(resyncPeriod)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-kick:
-		case <-t.C:
+	ctx := *ctxp
+	if isMirror(p) {
+		if sp := a.static.byName(p.Namespace, p.Name); sp != nil {
+			a.poke(ctx, sp.UID, sp.Namespace, sp.Name)
 		}
-		if err := a.syncNamespaces(ctx); err != nil && ctx.Err() == nil {
-			slog.Error("namespace deletion", "err", err)
-		}
+		return
 	}
-}
-
-// listWatch calls fn for every object of resource, then for every change, re-listing whenever the
-// watch ends (a watcher that fell behind is closed by the store), until ctx ends.
-func (a *Agent) listWatch(ctx context.Context, resource string, fn func(watch.EventType, store.Object)) {
-	for ctx.Err() == nil {
-		objs, rv, err := a.store.List(ctx, resource, "")
-		if err != nil {
-			slog.Error("list", "resource", resource, "err", err)
-			sleepCtx(ctx, time.Second)
-			continue
+	if deleted {
+		// Deleted at once (forced, or never started): its containers get the grace period the
+		// deletion gave, not their own.
+		grace := int64(0)
+		if g := p.DeletionGracePeriodSeconds; g != nil {
+			grace = *g
 		}
-		for _, obj := range objs {
-			fn(watch.Added, obj)
-		}
-		ch, err := a.store.Watch(ctx, resource, "", rv)
-		if err != nil {
-			slog.Error("watch", "resource", resource, "err", err)
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		for ev := range ch {
-			fn(ev.Type, ev.Object)
-		}
+		a.worker(ctx, p.UID, p.Namespace, p.Name).goneGrace.Store(grace)
 	}
+	a.poke(ctx, p.UID, p.Namespace, p.Name)
 }
 
 // watchTasks wakes a pod's worker as soon as one of its processes starts or exits.
@@ -328,9 +286,6 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 		if err := errors.Join(err, err2); err != nil && ctx.Err() == nil {
 			slog.Error("list what runs", "err", err)
 		}
-		if err := a.collectEvents(ctx); err != nil && ctx.Err() == nil {
-			slog.Error("remove old events", "err", err)
-		}
 		if err == nil && err2 == nil {
 			if err := a.removeLeftoverFiles(ctx); err != nil && ctx.Err() == nil {
 				slog.Error("remove files of removed pods", "err", err)
@@ -347,7 +302,7 @@ func (a *Agent) collectOrphans(ctx context.Context) {
 	}
 }
 
-// staticResync is how often the static pods' last known state is applied to the store again.
+// staticResync is how often mirror pods without a static pod are looked for.
 const staticResync = 2 * time.Second
 
 // removeLeftoverFiles removes the directories and logs of pods that neither the store nor the
@@ -370,12 +325,11 @@ func (a *Agent) removeLeftoverFiles(ctx context.Context) error {
 		return nil
 	}
 	known := map[string]bool{}
-	objs, _, err := a.store.List(ctx, store.Pods, "")
-	if err != nil {
-		return err
+	for _, p := range a.pods.all() {
+		known[string(p.UID)] = true
 	}
-	for _, obj := range objs {
-		known[string(obj.(*corev1.Pod).UID)] = true
+	for _, p := range a.static.all() {
+		known[string(p.UID)] = true
 	}
 	sbs, err := a.rt.ListSandboxes(ctx)
 	if err != nil {
@@ -401,7 +355,8 @@ func (a *Agent) removeLeftoverFiles(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// runSources feeds the static pods of the manifest directory and URL into the store.
+// runSources takes the static pods of the manifest directory and URL, as the kubelet's pod config
+// merges its sources, and keeps their mirror pods in the API.
 func (a *Agent) runSources(ctx context.Context) {
 	updates := make(chan source.Update)
 	var wg sync.WaitGroup
@@ -421,10 +376,6 @@ func (a *Agent) runSources(ctx context.Context) {
 			}
 		})
 	}
-	sp := &staticPods{a: a, reported: map[string]string{}}
-	// The last update of each source is applied again now and then: a static pod whose mirror was
-	// still being deleted when its manifest came back is created once the old one is gone.
-	last := map[string]source.Update{}
 	t := time.NewTicker(staticResync)
 	defer t.Stop()
 	for {
@@ -432,16 +383,13 @@ func (a *Agent) runSources(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case u := <-updates:
-			last[u.Source] = u
-			if err := sp.apply(ctx, u); err != nil && ctx.Err() == nil {
-				slog.Error("static pods", "source", u.Source, "err", err)
+			for _, uid := range a.static.apply(u) {
+				a.poke(ctx, uid.UID, uid.Namespace, uid.Name)
 			}
 		case <-t.C:
-			for _, u := range last {
-				if err := sp.apply(ctx, u); err != nil && ctx.Err() == nil {
-					slog.Error("static pods", "source", u.Source, "err", err)
-				}
-			}
+			// A mirror pod whose static pod is gone (its manifest removed while the agent was
+			// down, or its worker finished before the mirror could go) is deleted.
+			a.removeOrphanMirrors(ctx)
 		}
 	}
 }

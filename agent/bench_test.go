@@ -27,7 +27,7 @@ spec:
     image: busybox
     command: ["sleep", "3600"]
 `, name)
-		fromRV := ta.a.Store().ResourceVersion()
+		fromRV := ta.store().ResourceVersion()
 		start := time.Now()
 		ta.writeManifest(b, name+".yaml", manifest)
 		ta.waitPodSince(b, "default", name+"-node", fromRV, time.Minute, running)

@@ -41,9 +41,12 @@ type Config struct {
 	// RegistryMirrors lists, per registry host (docker.io), the mirrors tried before it.
 	RegistryMirrors map[string][]string
 	Listen          string
-	PauseImage      string
-	ImageArchives   []string
-	ResolvConf      string
+	// Kubeconfig, when set, makes the agent a node of the cluster it reaches (node mode): the
+	// embedded API is not started.
+	Kubeconfig    string
+	PauseImage    string
+	ImageArchives []string
+	ResolvConf    string
 	// SyncPeriod is how often the manifest directory is re-read besides watching it.
 	SyncPeriod time.Duration
 	// HTTPCheckPeriod is how often the manifest URL is fetched.

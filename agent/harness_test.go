@@ -12,21 +12,31 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/internal/testenv"
 	"github.com/podagent/podagent/internal/testimages"
 	"github.com/podagent/podagent/runtime"
+	"github.com/podagent/podagent/serve"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-// testAgent is an agent running in-process with settings of its own.
+// testAgent is an agent running in-process with settings of its own, in standalone mode: with
+// the embedded API it reaches as a client.
 type testAgent struct {
 	cfg  agent.Config
 	rt   *testenv.Runtime
+	n    *serve.Node
 	a    *agent.Agent
 	stop func()
 }
+
+// store is the embedded API's store, for tests that look beneath the API.
+func (ta *testAgent) store() *store.Store { return ta.n.ControlPlane.Store() }
+
+// registry applies the embedded API's rules, as a request through the API would.
+func (ta *testAgent) registry() *registry.Registry { return ta.n.ControlPlane.Registry() }
 
 // testConfig is an agent configuration of t's own: its own directories, containerd namespace, pod
 // network, and a docker.io mirror on 127.0.0.1 holding busybox and luksa/kubia.
@@ -46,7 +56,7 @@ func testConfig(t testing.TB, node string) agent.Config {
 	cfg.ImageArchives = []string{testenv.ImageArchive(t)}
 	cfg.ResolvConf = base.ResolvConf
 	cfg.RegistryMirrors = map[string][]string{"docker.io": {testenv.DockerHubMirror(t)}}
-	cfg.Listen = ""
+	cfg.Listen = "127.0.0.1:0"
 	if err := os.MkdirAll(cfg.ManifestDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -71,20 +81,20 @@ func startAgentWith(t testing.TB, cfg agent.Config) *testAgent {
 func (ta *testAgent) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, ta.cfg)
+	n, err := serve.Start(ctx, ta.cfg)
 	if err != nil {
 		cancel()
 		t.Fatalf("start agent: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	ta.a = a
+	go func() { done <- n.Run(ctx) }()
+	ta.n, ta.a = n, n.Agent
 	ta.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("agent %s: %v", ta.cfg.NodeName, err)
 		}
-		if err := a.Close(); err != nil {
+		if err := n.Close(); err != nil {
 			t.Errorf("close agent %s: %v", ta.cfg.NodeName, err)
 		}
 		ta.stop = func() {}
@@ -112,7 +122,7 @@ func (ta *testAgent) writeManifest(t testing.TB, name, body string) {
 
 func (ta *testAgent) create(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
-	p, err := ta.a.Registry().CreatePod(context.Background(), pod)
+	p, err := ta.registry().CreatePod(context.Background(), pod)
 	if err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
@@ -122,7 +132,7 @@ func (ta *testAgent) create(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 // pod is the stored pod, or nil if there is none.
 func (ta *testAgent) pod(t testing.TB, namespace, name string) *corev1.Pod {
 	t.Helper()
-	obj, err := ta.a.Store().Get(context.Background(), store.Pods, namespace, name)
+	obj, err := ta.store().Get(context.Background(), store.Pods, namespace, name)
 	if err != nil {
 		return nil
 	}
@@ -234,7 +244,7 @@ func (ta *testAgent) waitPodSince(t testing.TB, namespace, name, fromRV string, 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	ch, err := ta.a.Store().Watch(ctx, store.Pods, namespace, fromRV)
+	ch, err := ta.store().Watch(ctx, store.Pods, namespace, fromRV)
 	if err != nil {
 		t.Fatalf("watch pods: %v", err)
 	}

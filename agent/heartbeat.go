@@ -8,8 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/podagent/podagent/apiserver/store"
+	"k8s.io/client-go/util/retry"
 )
 
 // nodeStatusReportFrequency is how often the node's conditions are reported again when nothing
@@ -37,12 +36,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // say, and since when, stays.
 func (a *Agent) reportNodeStatus(ctx context.Context, now time.Time) error {
 	t := metav1.NewTime(now.Truncate(time.Second))
-	_, err := a.store.GuaranteedUpdate(ctx, store.Nodes, "", a.cfg.NodeName, func(cur store.Object) (store.Object, error) {
-		n := cur.(*corev1.Node)
+	nodes := a.client.CoreV1().Nodes()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
 		for i := range n.Status.Conditions {
 			n.Status.Conditions[i].LastHeartbeatTime = t
 		}
-		return n, nil
+		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("report status of node %s: %w", a.cfg.NodeName, err)

@@ -2,26 +2,20 @@ package agent
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/podagent/podagent/apiserver/store"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // The heartbeat moves every condition's heartbeat time and no transition time; a restart (the
 // node registered again) keeps the transition times of conditions that did not change.
 func TestNodeHeartbeat(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a := &Agent{cfg: Config{NodeName: "n1"}, store: st}
+	client := fake.NewClientset()
+	a := &Agent{cfg: Config{NodeName: "n1"}, client: client}
 	facts := hostFacts{CPUs: 2, MemoryBytes: 1 << 30, OperatingSystem: "linux", Architecture: "amd64"}
 	first, err := a.registerNode(ctx, facts)
 	if err != nil {
@@ -33,7 +27,7 @@ func TestNodeHeartbeat(t *testing.T) {
 	if err := a.reportNodeStatus(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	n, err := a.node(ctx)
+	n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +42,10 @@ func TestNodeHeartbeat(t *testing.T) {
 
 	// The node has been Ready for a day when the agent restarts.
 	since = metav1.NewTime(time.Now().Add(-24 * time.Hour).Truncate(time.Second))
-	if _, err := st.GuaranteedUpdate(ctx, store.Nodes, "", "n1", func(cur store.Object) (store.Object, error) {
-		n := cur.(*corev1.Node)
-		for i := range n.Status.Conditions {
-			n.Status.Conditions[i].LastTransitionTime = since
-		}
-		return n, nil
-	}); err != nil {
+	for i := range n.Status.Conditions {
+		n.Status.Conditions[i].LastTransitionTime = since
+	}
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	again, err := a.registerNode(ctx, facts)

@@ -66,7 +66,7 @@ func (a *Agent) ensureImage(ctx context.Context, w *podWorker, pod *corev1.Pod, 
 	present := presentErr == nil
 	pulls := c.ImagePullPolicy == corev1.PullAlways || (!present && c.ImagePullPolicy != corev1.PullNever)
 	if pulls {
-		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image), "")
+		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
 	}
 	start := time.Now()
 	img, err := a.rt.EnsureImage(ctx, c.Image, c.ImagePullPolicy)
@@ -77,9 +77,9 @@ func (a *Agent) ensureImage(ctx context.Context, w *podWorker, pod *corev1.Pod, 
 			a.metrics.imagePulls.WithLabelValues("success").Inc()
 			a.metrics.imagePullTime.Observe(time.Since(start).Seconds())
 			a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Pulled",
-				fmt.Sprintf("Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond)), "")
+				fmt.Sprintf("Successfully pulled image %q in %s", c.Image, time.Since(start).Round(time.Millisecond)))
 		} else {
-			a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image), "")
+			a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 		}
 		return nil
 	}
@@ -95,8 +95,8 @@ func (a *Agent) ensureImage(ctx context.Context, w *podWorker, pod *corev1.Pod, 
 		ie.wait.reason = "ErrImageNeverPull"
 	}
 	w.imageErrs[c.Name] = ie
-	a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %v", c.Image, err), "")
-	a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+ie.wait.reason, "")
+	a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %v", c.Image, err))
+	a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+ie.wait.reason)
 	slog.Warn("image not available", "pod", w.ref().String(), "container", c.Name, "image", c.Image, "reason", ie.wait.reason, "err", err)
 	return nil
 }

@@ -21,7 +21,7 @@ func agentBinary(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("the go tool is not on PATH")
+		testenv.Missing(t, "the go tool is not on PATH")
 	}
 	bin := filepath.Join(t.TempDir(), "podagent")
 	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/podagent/podagent/cmd/podagent").CombinedOutput()

@@ -55,7 +55,7 @@ func snapshot(t *testing.T, ta *testAgent) string {
 	t.Helper()
 	var out []string
 	for _, res := range []string{store.Pods, store.Namespaces} {
-		objs, _, err := ta.a.Store().List(context.Background(), res, "")
+		objs, _, err := ta.store().List(context.Background(), res, "")
 		if err != nil {
 			t.Fatal(err)
 		}

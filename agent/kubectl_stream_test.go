@@ -104,7 +104,7 @@ func TestKubectlStreamExecPortForward(t *testing.T) {
 			t.Run("exec tty", func(t *testing.T) {
 				script, err := exec.LookPath("script")
 				if err != nil {
-					t.Skip("script(1) is not installed: no terminal for kubectl exec -t")
+					testenv.Missing(t, "script(1) is not installed: no terminal for kubectl exec -t")
 				}
 				line := fmt.Sprintf("%s --kubeconfig %s exec -ti shell -- tty", bin, kc)
 				cmd := exec.Command(script, "-qec", line, "/dev/null")

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podagent/podagent/apiserver"
 	"github.com/podagent/podagent/internal/testenv"
 )
 
@@ -37,7 +36,7 @@ func kubectlBinary(t *testing.T, version string) string {
 	t.Helper()
 	bin := "/usr/lib/google-cloud-sdk/bin/kubectl." + version
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("kubectl %s is not installed at %s", version, bin)
+		testenv.Missing(t, fmt.Sprintf("kubectl %s is not installed at %s", version, bin))
 	}
 	return bin
 }
@@ -174,16 +173,9 @@ func runStep(t *testing.T, bin, kubeconfig string, i int, s step) {
 	})
 }
 
-// serveAPI serves the agent's API over HTTPS on 127.0.0.1 for the test, as the agent does, and
-// returns the admin kubeconfig it wrote.
+// serveAPI is the admin kubeconfig of the agent's embedded API, which it serves over HTTPS on
+// 127.0.0.1 (rewritten with the new port when the agent restarts).
 func serveAPI(t *testing.T, ta *testAgent) string {
 	t.Helper()
-	l, err := apiserver.Listen(ta.a, apiserver.Options{
-		Listen: "127.0.0.1:0", PKIDir: apiserver.PKIDir(ta.cfg.RootDir), Kubeconfig: apiserver.KubeconfigPath(ta.cfg.RootDir),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l.Kubeconfig
+	return ta.n.ControlPlane.Listener().Kubeconfig
 }

@@ -40,7 +40,7 @@ func TestHostPortPodsLeaveNothing(t *testing.T) {
 	p := ta.create(t, hostPortPod("graceful", base))
 	ta.waitPod(t, "default", "graceful", 60*time.Second, running)
 	assertRule(base)
-	if _, _, err := ta.a.Registry().DeletePod(context.Background(), "default", "graceful", nil, nil); err != nil {
+	if _, _, err := ta.registry().DeletePod(context.Background(), "default", "graceful", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ta.waitGone(t, "default", "graceful", string(p.UID), 30*time.Second)
@@ -50,7 +50,7 @@ func TestHostPortPodsLeaveNothing(t *testing.T) {
 	ta.waitPod(t, "default", "forced", 60*time.Second, running)
 	assertRule(base + 1)
 	zero := int64(0)
-	if _, _, err := ta.a.Registry().DeletePod(context.Background(), "default", "forced", &zero, nil); err != nil {
+	if _, _, err := ta.registry().DeletePod(context.Background(), "default", "forced", &zero, nil); err != nil {
 		t.Fatal(err)
 	}
 	ta.waitGone(t, "default", "forced", string(p.UID), 30*time.Second)
@@ -138,7 +138,7 @@ func TestExecLeavesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	if _, _, err := ta.a.Registry().DeletePod(context.Background(), "default", "shell", nil, nil); err != nil {
+	if _, _, err := ta.registry().DeletePod(context.Background(), "default", "shell", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ta.waitGone(t, "default", "shell", string(p.UID), 30*time.Second)

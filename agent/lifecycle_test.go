@@ -40,7 +40,7 @@ func TestNodeSelector(t *testing.T) {
 		t.Fatalf("an unschedulable pod has %d containers", len(ctrs))
 	}
 
-	_, err := ta.a.Store().GuaranteedUpdate(context.Background(), store.Nodes, "", "node", func(obj store.Object) (store.Object, error) {
+	_, err := ta.store().GuaranteedUpdate(context.Background(), store.Nodes, "", "node", func(obj store.Object) (store.Object, error) {
 		n := obj.(*corev1.Node)
 		n.Labels["gpu"] = "true"
 		return n, nil
@@ -187,7 +187,7 @@ func TestGracefulDeletion(t *testing.T) {
 	ta.waitPod(t, "default", "stubborn", 30*time.Second, running)
 
 	start := time.Now()
-	after, gone, err := ta.a.Registry().DeletePod(context.Background(), "default", "stubborn", nil, nil)
+	after, gone, err := ta.registry().DeletePod(context.Background(), "default", "stubborn", nil, nil)
 	if err != nil || gone {
 		t.Fatalf("delete: gone %v, err %v; want a graceful deletion", gone, err)
 	}
@@ -208,7 +208,7 @@ func TestGracefulDeletion(t *testing.T) {
 	slow.Spec.TerminationGracePeriodSeconds = &long
 	p = ta.create(t, slow)
 	ta.waitPod(t, "default", "slow", 30*time.Second, running)
-	if _, _, err := ta.a.Registry().DeletePod(context.Background(), "default", "slow", nil, nil); err != nil {
+	if _, _, err := ta.registry().DeletePod(context.Background(), "default", "slow", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	ta.waitPod(t, "default", "slow", 10*time.Second, func(p *corev1.Pod) error {
@@ -218,7 +218,7 @@ func TestGracefulDeletion(t *testing.T) {
 		return nil
 	})
 	one := int64(1)
-	if _, _, err := ta.a.Registry().DeletePod(context.Background(), "default", "slow", &one, nil); err != nil {
+	if _, _, err := ta.registry().DeletePod(context.Background(), "default", "slow", &one, nil); err != nil {
 		t.Fatal(err)
 	}
 	ta.waitGone(t, "default", "slow", string(p.UID), 30*time.Second)
@@ -230,7 +230,7 @@ func TestGracefulDeletion(t *testing.T) {
 	p = ta.create(t, forced)
 	ta.waitPod(t, "default", "forced", 30*time.Second, running)
 	zero := int64(0)
-	if _, gone, err := ta.a.Registry().DeletePod(context.Background(), "default", "forced", &zero, nil); err != nil || !gone {
+	if _, gone, err := ta.registry().DeletePod(context.Background(), "default", "forced", &zero, nil); err != nil || !gone {
 		t.Fatalf("forced deletion: gone %v, %v", gone, err)
 	}
 	ta.waitGone(t, "default", "forced", string(p.UID), 30*time.Second)
@@ -240,7 +240,7 @@ func TestGracefulDeletion(t *testing.T) {
 func TestNamespaceDeletion(t *testing.T) {
 	ta := startAgent(t, "node")
 	ctx := context.Background()
-	if _, err := ta.a.Registry().CreateNamespace(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}); err != nil {
+	if _, err := ta.registry().CreateNamespace(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}); err != nil {
 		t.Fatal(err)
 	}
 	pod := newPod("worker", busybox("main", "sleep", "3600"))
@@ -248,18 +248,18 @@ func TestNamespaceDeletion(t *testing.T) {
 	p := ta.create(t, pod)
 	ta.waitPod(t, "team", "worker", 30*time.Second, running)
 
-	ns, err := ta.a.Registry().DeleteNamespace(ctx, "team", nil)
+	ns, err := ta.registry().DeleteNamespace(ctx, "team", nil)
 	if err != nil || ns.Status.Phase != corev1.NamespaceTerminating {
 		t.Fatalf("delete namespace: %v, phase %v; want Terminating", err, ns)
 	}
 	ta.waitGone(t, "team", "worker", string(p.UID), 30*time.Second)
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if _, err := ta.a.Store().Get(ctx, store.Namespaces, "", "team"); err == nil {
+		if _, err := ta.store().Get(ctx, store.Namespaces, "", "team"); err == nil {
 			return fmt.Errorf("namespace team still exists")
 		}
 		return nil
 	})
-	if _, err := ta.a.Registry().DeleteNamespace(ctx, "default", nil); err == nil {
+	if _, err := ta.registry().DeleteNamespace(ctx, "default", nil); err == nil {
 		t.Error("deleting namespace default was allowed")
 	}
 }
@@ -271,7 +271,7 @@ func TestImageErrors(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	missing := newPod("missing", corev1.Container{Name: "main", Image: reg.Addr + "/nope:1.0"})
 	never := newPod("never", corev1.Container{Name: "main", Image: reg.Addr + "/nope:1.0", ImagePullPolicy: corev1.PullNever})
-	fromRV := ta.a.Store().ResourceVersion()
+	fromRV := ta.store().ResourceVersion()
 	ta.create(t, missing)
 	ta.create(t, never)
 	waiting := func(reason string) func(p *corev1.Pod) error {

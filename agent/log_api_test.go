@@ -164,9 +164,5 @@ func TestPodLogPrevious(t *testing.T) {
 
 func newAPI(t *testing.T, ta *testAgent) *apiserver.Server {
 	t.Helper()
-	s, err := apiserver.New(ta.a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return ta.n.ControlPlane.Server()
 }

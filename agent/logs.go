@@ -9,28 +9,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/logs"
 	"github.com/podagent/podagent/runtime"
 )
-
-// LogOptions are the options of `kubectl logs` (the pods/log subresource's query).
-type LogOptions struct {
-	Container string
-	Previous  bool
-	logs.ReadOptions
-}
 
 // ContainerLog finds the log of a container as the kubelet serves it (the current instance's, or
 // with Previous the last terminated one's) and returns what writes it to out. Errors are the
 // apiserver's and kubelet's, as Kubernetes status errors (NotFound, BadRequest) with their
 // messages, returned before anything is written.
-func (a *Agent) ContainerLog(ctx context.Context, namespace, name string, opts LogOptions) (func(out io.Writer) error, error) {
-	obj, err := a.store.Get(ctx, store.Pods, namespace, name)
+func (a *Agent) ContainerLog(ctx context.Context, namespace, name string, opts logs.PodLogOptions) (func(out io.Writer) error, error) {
+	pod, err := a.apiPod(namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	pod := obj.(*corev1.Pod)
 	container, err := logContainer(pod, opts.Container)
 	if err != nil {
 		return nil, err

@@ -16,8 +16,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
-	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/internal/version"
 )
 
@@ -125,36 +125,57 @@ func nodeObject(name, podCIDR string, labels map[string]string, f hostFacts, now
 // registerNode creates the node's object, or brings an existing one up to date while keeping the
 // labels users gave it (`kubectl label node`), as a restarted kubelet does.
 func (a *Agent) registerNode(ctx context.Context, facts hostFacts) (*corev1.Node, error) {
-	_, err := a.store.Get(ctx, store.Nodes, "", a.cfg.NodeName)
+	nodes := a.client.CoreV1().Nodes()
+	name := a.cfg.NodeName
+	old, err := nodes.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		n := nodeObject(a.cfg.NodeName, a.cfg.PodCIDR, a.cfg.NodeLabels, facts, time.Now())
-		created, err := a.store.Create(ctx, store.Nodes, n)
+		n := nodeObject(name, a.cfg.PodCIDR, a.cfg.NodeLabels, facts, time.Now())
+		created, err := nodes.Create(ctx, n, metav1.CreateOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("register node %s: %w", a.cfg.NodeName, err)
+			return nil, fmt.Errorf("register node %s: %w", name, err)
 		}
-		return created.(*corev1.Node), nil
+		// Status is a subresource: a kube-apiserver drops it on create.
+		created.Status = n.Status
+		if created, err = nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("report status of node %s: %w", name, err)
+		}
+		return created, nil
 	case err != nil:
-		return nil, fmt.Errorf("read node %s: %w", a.cfg.NodeName, err)
+		return nil, fmt.Errorf("read node %s: %w", name, err)
 	}
-	updated, err := a.store.GuaranteedUpdate(ctx, store.Nodes, "", a.cfg.NodeName, func(cur store.Object) (store.Object, error) {
-		old := cur.(*corev1.Node)
+	var updated *corev1.Node
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if updated != nil { // a conflict: read again
+			if old, err = nodes.Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
 		labels := maps.Clone(old.Labels)
 		if labels == nil {
 			labels = map[string]string{}
 		}
 		maps.Copy(labels, a.cfg.NodeLabels)
-		n := nodeObject(a.cfg.NodeName, a.cfg.PodCIDR, labels, facts, time.Now())
-		old.Labels = n.Labels
-		old.Spec.PodCIDR, old.Spec.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
+		podCIDR := old.Spec.PodCIDR
+		if podCIDR == "" {
+			podCIDR = a.cfg.PodCIDR
+		}
+		n := nodeObject(name, podCIDR, labels, facts, time.Now())
+		next := old.DeepCopy()
+		next.Labels = n.Labels
+		next.Spec.PodCIDR, next.Spec.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
+		if updated, err = nodes.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
 		keepNodeTransitionTimes(old.Status.Conditions, n.Status.Conditions)
-		old.Status = n.Status
-		return old, nil
+		updated.Status = n.Status
+		updated, err = nodes.UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("update node %s: %w", a.cfg.NodeName, err)
+		return nil, fmt.Errorf("update node %s: %w", name, err)
 	}
-	return updated.(*corev1.Node), nil
+	return updated, nil
 }
 
 // primaryIPv4 is the address of the interface that holds the default route, found by asking the
@@ -204,13 +225,4 @@ func memTotalBytes() int64 {
 		return 0
 	}
 	return int64(si.Totalram) * int64(si.Unit)
-}
-
-// node is this node's object as stored.
-func (a *Agent) node(ctx context.Context) (*corev1.Node, error) {
-	obj, err := a.store.Get(ctx, store.Nodes, "", a.cfg.NodeName)
-	if err != nil {
-		return nil, fmt.Errorf("read node %s: %w", a.cfg.NodeName, err)
-	}
-	return obj.(*corev1.Node), nil
 }

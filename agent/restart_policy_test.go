@@ -32,7 +32,7 @@ func TestRestartPolicy(t *testing.T) {
 		{"never-fails", corev1.RestartPolicyNever, 1, want{corev1.PodFailed, false}},
 		{"never-succeeds", corev1.RestartPolicyNever, 0, want{corev1.PodSucceeded, false}},
 	}
-	fromRV := ta.a.Store().ResourceVersion()
+	fromRV := ta.store().ResourceVersion()
 	for _, tc := range tests {
 		p := newPod(tc.name, busybox("main", "sh", "-c", fmt.Sprintf("sleep 1; exit %d", tc.exit)))
 		p.Spec.RestartPolicy = tc.policy

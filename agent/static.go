@@ -2,118 +2,246 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/podagent/podagent/agent/source"
 	"github.com/podagent/podagent/apiserver/registry"
-	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/internal/keys"
 )
 
 var podsResource = schema.GroupResource{Resource: "pods"}
 
-// staticPods keeps the store's mirror pods equal to what the manifest sources define: new pods
-// are created, changed ones updated (the worker then restarts what changed) and pods whose
-// manifest is gone deleted gracefully.
+// staticPods are the pods of the node's manifest sources, kept in the agent as the kubelet's pod
+// config keeps them: the API only shows them, as mirror pods. Until a source has reported, its
+// pods are those its mirror pods in the API show, so that a restarted agent whose manifest URL
+// does not answer keeps running what it ran.
 type staticPods struct {
-	a *Agent
-	// reported holds the last error logged per manifest, so that each is logged once.
-	reported map[string]string
+	a  *Agent
+	mu sync.Mutex
+	// bySource holds each source's pods by UID; reported marks the sources that have reported
+	// in this process.
+	bySource map[string]map[types.UID]*corev1.Pod
+	reported map[string]bool
+	// logged holds the last error logged per manifest or pod, so that each is logged once.
+	logged map[string]string
 }
 
-func (s *staticPods) apply(ctx context.Context, u source.Update) error {
-	for origin, err := range u.Errs {
-		if s.reported[origin] != err.Error() {
-			slog.Error("manifest not (fully) used", "source", u.Source, "manifest", origin, "err", err)
-			s.reported[origin] = err.Error()
-		}
-	}
-	want := map[string]bool{}
-	var errs []error
-	for _, p := range u.Pods {
-		want[p.Namespace+"/"+p.Name] = true
-		if err := s.put(ctx, p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if u.Source == source.SourceHTTP && len(u.Errs) > 0 && len(u.Pods) == 0 {
-		// The URL could not be read, and this process never read it: what the store holds from
-		// it stays until the URL answers.
-		return errors.Join(errs...)
-	}
-	objs, _, err := s.a.store.List(ctx, store.Pods, "")
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	for _, obj := range objs {
-		p := obj.(*corev1.Pod)
-		if p.Annotations[keys.MirrorAnnotation] == "" || p.Annotations[keys.ConfigSourceAnnotation] != u.Source ||
-			want[p.Namespace+"/"+p.Name] || p.DeletionTimestamp != nil {
+// staticRef names a static pod whose worker should look at it again.
+type staticRef struct {
+	UID             types.UID
+	Namespace, Name string
+}
+
+func newStaticPods(a *Agent) *staticPods {
+	return &staticPods{a: a, bySource: map[string]map[types.UID]*corev1.Pod{}, reported: map[string]bool{}, logged: map[string]string{}}
+}
+
+// adoptMirrors takes the static pods that mirrors show, for the sources that have not reported.
+// A mirror's static pod is rebuilt from it: the UID is the one the source gives that name, and
+// the spec the mirror's.
+func (s *staticPods) adoptMirrors(mirrors []*corev1.Pod) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range mirrors {
+		src := m.Annotations[keys.ConfigSourceAnnotation]
+		manifestName, ok := strings.CutSuffix(m.Name, "-"+s.a.cfg.NodeName)
+		if s.reported[src] || !ok || (src != source.SourceFile && src != source.SourceHTTP) {
 			continue
 		}
-		slog.Info("static pod removed from its source", "pod", p.Namespace+"/"+p.Name, "source", u.Source)
-		if _, _, err := s.a.registry.DeletePod(ctx, p.Namespace, p.Name, nil, &metav1.Preconditions{UID: ptr.To(p.UID)}); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: maps.Clone(m.Labels),
+				Annotations: maps.Clone(m.Annotations),
+				UID:         source.StaticPodUID(src, s.a.cfg.NodeName, m.Namespace, manifestName)},
+			Spec: *m.Spec.DeepCopy(),
 		}
+		delete(p.Annotations, keys.MirrorAnnotation)
+		p.Annotations[keys.ConfigHashAnnotation] = m.Annotations[keys.MirrorAnnotation]
+		if s.bySource[src] == nil {
+			s.bySource[src] = map[types.UID]*corev1.Pod{}
+		}
+		s.bySource[src][p.UID] = p
 	}
-	return errors.Join(errs...)
 }
 
-// put creates or updates the mirror pod of static pod p.
-func (s *staticPods) put(ctx context.Context, p *corev1.Pod) error {
-	p = p.DeepCopy()
-	if err := registry.AdmitPod(p); err != nil {
-		if s.reported[string(p.UID)] != err.Error() {
-			slog.Error("static pod is invalid", "pod", p.Namespace+"/"+p.Name, "err", err)
-			s.reported[string(p.UID)] = err.Error()
-		}
+// apply takes a source's update and returns the static pods that came, changed or went.
+func (s *staticPods) apply(u source.Update) []staticRef {
+	for origin, err := range u.Errs {
+		s.logOnce(origin, err.Error(), "manifest not (fully) used", "source", u.Source, "manifest", origin, "err", err)
+	}
+	if u.Source == source.SourceHTTP && len(u.Errs) > 0 && len(u.Pods) == 0 {
+		// The URL could not be read: what it gave before (or its mirrors show) stays until
+		// it answers.
 		return nil
 	}
-	delete(s.reported, string(p.UID))
-	p.Annotations[keys.MirrorAnnotation] = p.Annotations[keys.ConfigHashAnnotation]
-	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: s.a.cfg.NodeName, UID: s.a.nodeUID, Controller: ptr.To(true)}}
-	obj, err := s.a.store.Get(ctx, store.Pods, p.Namespace, p.Name)
-	if apierrors.IsNotFound(err) {
-		p.Status = corev1.PodStatus{Phase: corev1.PodPending}
-		_, err = s.a.store.Create(ctx, store.Pods, p)
-		if err == nil {
-			slog.Info("static pod added", "pod", p.Namespace+"/"+p.Name)
+	next := map[types.UID]*corev1.Pod{}
+	for _, p := range u.Pods {
+		p = p.DeepCopy()
+		if err := registry.AdmitPod(p); err != nil {
+			s.logOnce(string(p.UID), err.Error(), "static pod is invalid", "pod", p.Namespace+"/"+p.Name, "err", err)
+			continue
 		}
-		return err
+		s.logOnce(string(p.UID), "", "")
+		next[p.UID] = p
 	}
-	if err != nil {
-		return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.bySource[u.Source]
+	var changed []staticRef
+	for uid, p := range next {
+		if old, ok := prev[uid]; !ok || old.Annotations[keys.ConfigHashAnnotation] != p.Annotations[keys.ConfigHashAnnotation] {
+			slog.Info("static pod added or changed", "pod", p.Namespace+"/"+p.Name, "source", u.Source)
+			changed = append(changed, staticRef{p.UID, p.Namespace, p.Name})
+		}
 	}
-	cur := obj.(*corev1.Pod)
-	if cur.UID != p.UID {
-		return fmt.Errorf("static pod %s/%s: a pod of that name, not from this manifest, exists", p.Namespace, p.Name)
+	for uid, p := range prev {
+		if _, ok := next[uid]; !ok {
+			slog.Info("static pod removed from its source", "pod", p.Namespace+"/"+p.Name, "source", u.Source)
+			changed = append(changed, staticRef{p.UID, p.Namespace, p.Name})
+		}
 	}
-	if cur.DeletionTimestamp != nil || cur.Annotations[keys.MirrorAnnotation] == p.Annotations[keys.MirrorAnnotation] {
-		// Unchanged; or being deleted, in which case it is created anew once it is gone.
+	s.bySource[u.Source] = next
+	s.reported[u.Source] = true
+	return changed
+}
+
+// get is a copy of the static pod with uid, nil if there is none.
+func (s *staticPods) get(uid types.UID) *corev1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pods := range s.bySource {
+		if p, ok := pods[uid]; ok {
+			return p.DeepCopy()
+		}
+	}
+	return nil
+}
+
+// byName is the static pod namespace/name, nil if there is none.
+func (s *staticPods) byName(namespace, name string) *corev1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pods := range s.bySource {
+		for _, p := range pods {
+			if p.Namespace == namespace && p.Name == name {
+				return p.DeepCopy()
+			}
+		}
+	}
+	return nil
+}
+
+// all is every static pod (read-only).
+func (s *staticPods) all() []*corev1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*corev1.Pod
+	for _, pods := range s.bySource {
+		for _, p := range pods {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// mirrorOf is the API's mirror of static pod p when it is current (shows p's content and is not
+// being deleted), nil if there is none such.
+func (a *Agent) mirrorOf(p *corev1.Pod) *corev1.Pod {
+	m := a.pods.get(p.Namespace, p.Name)
+	if m == nil || !isMirror(m) || m.DeletionTimestamp != nil || m.Annotations[keys.MirrorAnnotation] != p.Annotations[keys.ConfigHashAnnotation] {
 		return nil
 	}
-	_, err = s.a.store.GuaranteedUpdate(ctx, store.Pods, p.Namespace, p.Name, func(obj store.Object) (store.Object, error) {
-		cur := obj.(*corev1.Pod)
-		if cur.UID != p.UID {
-			return nil, apierrors.NewConflict(podsResource, p.Name, fmt.Errorf("pod was replaced"))
+	return m
+}
+
+// syncMirror makes the API show static pod p, as the kubelet's mirror client does: a mirror that
+// shows another content of p, or is being deleted, is deleted (its deletion wakes the worker,
+// which then creates the new one); a missing one is created. A pod of that name that is not a
+// mirror is left alone, and p runs without a mirror.
+func (a *Agent) syncMirror(ctx context.Context, p *corev1.Pod) error {
+	m := a.pods.get(p.Namespace, p.Name)
+	switch {
+	case m == nil:
+		mirror := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, Annotations: maps.Clone(p.Annotations),
+				// The embedded API keeps the static pod's UID; a kube-apiserver gives its own.
+				UID: p.UID,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: a.cfg.NodeName, UID: a.nodeUID,
+					Controller: ptr.To(true)}}},
+			Spec: p.Spec,
 		}
-		cur.Labels, cur.Annotations, cur.Spec = p.Labels, p.Annotations, p.Spec
-		if cur.Status.Phase == corev1.PodSucceeded || cur.Status.Phase == corev1.PodFailed {
-			// A finished static pod whose manifest changed runs again, as the kubelet does.
-			cur.Status = corev1.PodStatus{Phase: corev1.PodPending}
+		mirror.Annotations[keys.MirrorAnnotation] = p.Annotations[keys.ConfigHashAnnotation]
+		_, err := a.client.CoreV1().Pods(p.Namespace).Create(ctx, mirror, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create mirror pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		return cur, nil
-	})
-	if err == nil {
-		slog.Info("static pod changed", "pod", p.Namespace+"/"+p.Name)
+		return nil
+	case !isMirror(m):
+		a.static.logOnce(string(p.UID)+"/mirror", "taken", "static pod has no mirror: a pod of its name, not from its manifest, exists",
+			"pod", p.Namespace+"/"+p.Name)
+		return nil
+	case m.DeletionTimestamp != nil || m.Annotations[keys.MirrorAnnotation] != p.Annotations[keys.ConfigHashAnnotation]:
+		return a.deleteMirror(ctx, m)
 	}
-	return err
+	return nil
+}
+
+// deleteMirror deletes mirror pod m at once.
+func (a *Agent) deleteMirror(ctx context.Context, m *corev1.Pod) error {
+	err := a.client.CoreV1().Pods(m.Namespace).Delete(ctx, m.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: ptr.To(m.UID)}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete mirror pod %s/%s: %w", m.Namespace, m.Name, err)
+	}
+	return nil
+}
+
+// removeOrphanMirrors deletes the mirror pods of this node whose static pod is gone, once the
+// sources that could define them have reported.
+func (a *Agent) removeOrphanMirrors(ctx context.Context) {
+	for _, m := range a.pods.mirrors() {
+		if a.static.byName(m.Namespace, m.Name) != nil || !a.static.hasReported(m.Annotations[keys.ConfigSourceAnnotation]) {
+			continue
+		}
+		// Its worker, if any, still stops what runs of it; the mirror is only a reflection.
+		if err := a.deleteMirror(ctx, m); err != nil && ctx.Err() == nil {
+			slog.Error("remove mirror pod", "pod", m.Namespace+"/"+m.Name, "err", err)
+		}
+	}
+}
+
+// hasReported reports whether the source has reported in this process; a source the agent is
+// not configured with never will, and has nothing.
+func (s *staticPods) hasReported(src string) bool {
+	if (src == source.SourceFile && s.a.cfg.ManifestDir == "") || (src == source.SourceHTTP && s.a.cfg.ManifestURL == "") {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reported[src]
+}
+
+// logOnce logs msg with args as an error when what key stands for is now state, and not again
+// while it stays so; an empty state forgets key, and logs nothing.
+func (s *staticPods) logOnce(key, state, msg string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state == "" {
+		delete(s.logged, key)
+		return
+	}
+	if s.logged[key] != state {
+		slog.Error(msg, args...)
+		s.logged[key] = state
+	}
 }

@@ -207,11 +207,3 @@ func podPhase(policy corev1.RestartPolicy, statuses []corev1.ContainerStatus) co
 	}
 	return corev1.PodPending
 }
-
-// unschedulableStatus is the status of a pod the node cannot take.
-func unschedulableStatus(pod *corev1.Pod, now time.Time) corev1.PodStatus {
-	s := corev1.PodStatus{Phase: corev1.PodPending, QOSClass: runtime.QOSClass(pod)}
-	s.Conditions = []corev1.PodCondition{condition(corev1.PodScheduled, false, corev1.PodReasonUnschedulable, unschedulableMessage)}
-	keepTransitionTimes(s.Conditions, pod.Status.Conditions, now)
-	return s
-}

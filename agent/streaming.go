@@ -8,12 +8,34 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/runtime"
 )
 
-// Runtime is the agent's container runtime, for the API's exec and port-forward.
+// Runtime is the agent's container runtime.
 func (a *Agent) Runtime() *runtime.Runtime { return a.rt }
+
+// Exec runs a command in one of the agent's containers and returns its exit code.
+func (a *Agent) Exec(ctx context.Context, containerID string, o runtime.ExecOptions) (int, error) {
+	return a.rt.Exec(a.ContainerdContext(ctx), containerID, o)
+}
+
+// apiPod is the pod namespace/name as the API shows it to the node (a static pod's mirror shows
+// it with the static pod's UID, which its containers carry), or the API's NotFound.
+func (a *Agent) apiPod(namespace, name string) (*corev1.Pod, error) {
+	p := a.pods.get(namespace, name)
+	if p == nil {
+		return nil, apierrors.NewNotFound(podsResource, name)
+	}
+	if isMirror(p) {
+		sp := a.static.byName(namespace, name)
+		if sp == nil {
+			return nil, apierrors.NewNotFound(podsResource, name)
+		}
+		sp.Status = p.Status
+		return sp, nil
+	}
+	return p, nil
+}
 
 // ContainerdContext is ctx in the agent's containerd namespace: what runtime calls from outside
 // the agent's loops (the API's requests) need.
@@ -24,11 +46,10 @@ func (a *Agent) ContainerdContext(ctx context.Context) context.Context {
 // runningPod is the stored pod, refused as the apiserver refuses exec and port-forward into a pod
 // that does not run.
 func (a *Agent) runningPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
-	obj, err := a.store.Get(ctx, store.Pods, namespace, name)
+	pod, err := a.apiPod(namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	pod := obj.(*corev1.Pod)
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot exec into or port-forward to a container in a completed pod; current phase is %s", pod.Status.Phase))
 	}

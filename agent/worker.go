@@ -9,12 +9,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 	"github.com/podagent/podagent/runtime"
 )
 
@@ -124,10 +125,6 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 		return err == nil, 0, err
 	case pod.DeletionTimestamp != nil:
 		return a.finishDeletion(ctx, w, pod)
-	case pod.Spec.NodeName == "":
-		return false, resyncPeriod, a.schedule(ctx, pod)
-	case pod.Spec.NodeName != a.cfg.NodeName:
-		return false, resyncPeriod, nil // bound to another node: not this agent's to run
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		// Terminal is final: make sure nothing runs, keep the status.
 		return false, resyncPeriod, a.stopFinishedPod(ctx, w)
@@ -145,7 +142,7 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 	for name, ws := range waiting {
 		if ws.reason == "CrashLoopBackOff" {
 			a.event(ctx, pod, name, corev1.EventTypeWarning, "BackOff",
-				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", name, pod.Name, pod.Namespace, pod.UID), "")
+				fmt.Sprintf("Back-off restarting failed container %s in pod %s_%s(%s)", name, pod.Name, pod.Namespace, pod.UID))
 		}
 	}
 	for name, ie := range w.imageErrs {
@@ -162,6 +159,9 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 		if _, ok := waiting[name]; !ok && hasContainer(pod, name) {
 			waiting[name] = ws
 		}
+	}
+	if a.static.get(pod.UID) != nil {
+		errs = append(errs, a.syncMirror(ctx, pod))
 	}
 	errs = append(errs, a.writeStatus(ctx, pod, func(p *corev1.Pod) corev1.PodStatus {
 		s := podStatus(statusInput{pod: p, observed: o, waiting: waiting, hostIP: a.hostIP, imageIDs: a.imageIDs(ctx, o), now: time.Now()})
@@ -180,16 +180,16 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 	return false, next, errors.Join(errs...)
 }
 
-// desiredPod is the stored pod the worker is for, or nil if there is none with its UID.
-func (a *Agent) desiredPod(ctx context.Context, w *podWorker) (*corev1.Pod, error) {
-	obj, err := a.store.Get(ctx, store.Pods, w.namespace, w.name)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
+// desiredPod is the pod the worker is for, or nil if the node should not run it: a static pod
+// (with the status its mirror shows), or a pod the API bound to the node, with the worker's UID.
+func (a *Agent) desiredPod(_ context.Context, w *podWorker) (*corev1.Pod, error) {
+	if p := a.static.get(w.uid); p != nil {
+		if m := a.mirrorOf(p); m != nil {
+			p.Status = m.Status
+		}
+		return p, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read pod %s: %w", w.ref(), err)
-	}
-	if p := obj.(*corev1.Pod); p.UID == w.uid {
+	if p := a.pods.get(w.namespace, w.name); p != nil && p.UID == w.uid && !isMirror(p) {
 		return p, nil
 	}
 	return nil, nil
@@ -221,7 +221,7 @@ func (a *Agent) execute(ctx context.Context, w *podWorker, pod *corev1.Pod, o ob
 		}
 	}
 	for _, c := range act.kill {
-		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Killing", "Stopping container "+c.Name, "")
+		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Killing", "Stopping container "+c.Name)
 		errs = append(errs, a.rt.StopContainer(ctx, c.ID, grace))
 	}
 	for _, c := range act.remove {
@@ -262,7 +262,7 @@ func (a *Agent) startContainer(ctx context.Context, w *podWorker, pod *corev1.Po
 		ie.wait.reason = "ImagePullBackOff"
 		ie.wait.message = fmt.Sprintf("Back-off pulling image %q", c.Image)
 		w.imageErrs[c.Name] = ie
-		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "BackOff", ie.wait.message, "")
+		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "BackOff", ie.wait.message)
 		return nil
 	}
 	if err := a.ensureImage(ctx, w, pod, c); err != nil {
@@ -277,11 +277,11 @@ func (a *Agent) startContainer(ctx context.Context, w *podWorker, pod *corev1.Po
 		if err != nil {
 			if ctx.Err() == nil {
 				w.createErrs[c.Name] = waitState{reason: "CreateContainerError", message: err.Error()}
-				a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+err.Error(), "")
+				a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
 			}
 			return err
 		}
-		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Created", "Created container: "+c.Name, "")
+		a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Created", "Created container: "+c.Name)
 	}
 	delete(w.createErrs, c.Name)
 	// A start that fails is recorded on the container as a StartError exit, which the restart
@@ -291,11 +291,11 @@ func (a *Agent) startContainer(ctx context.Context, w *podWorker, pod *corev1.Po
 	}
 	if err := a.rt.StartContainer(ctx, ctr); err != nil {
 		if ctx.Err() == nil {
-			a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+err.Error(), "")
+			a.event(ctx, pod, c.Name, corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
 		}
 		return err
 	}
-	a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Started", "Started container "+c.Name, "")
+	a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Started", "Started container "+c.Name)
 	return nil
 }
 
@@ -328,7 +328,7 @@ func (a *Agent) finishDeletion(ctx context.Context, w *podWorker, pod *corev1.Po
 	grace = max(grace, 0)
 	if o, err := a.observe(ctx, w.uid); err == nil {
 		for _, c := range o.running() {
-			a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Killing", "Stopping container "+c.Name, "")
+			a.event(ctx, pod, c.Name, corev1.EventTypeNormal, "Killing", "Stopping container "+c.Name)
 		}
 	}
 	// A second deletion may shorten the grace period while the containers stop: it cuts the wait
@@ -343,7 +343,8 @@ func (a *Agent) finishDeletion(ctx context.Context, w *podWorker, pod *corev1.Po
 	if err != nil {
 		return false, time.Second, err
 	}
-	_, err = a.store.Delete(ctx, store.Pods, pod.Namespace, pod.Name, &metav1.Preconditions{UID: ptr.To(pod.UID)})
+	err = a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: ptr.To(pod.UID)}})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return false, time.Second, fmt.Errorf("remove deleted pod %s: %w", w.ref(), err)
 	}
@@ -351,62 +352,49 @@ func (a *Agent) finishDeletion(ctx context.Context, w *podWorker, pod *corev1.Po
 	return true, 0, nil
 }
 
-// schedule binds a pod to this node if the node's labels satisfy its nodeSelector, or records that
-// it cannot be scheduled; the worker runs again when the node changes.
-func (a *Agent) schedule(ctx context.Context, pod *corev1.Pod) error {
-	node, err := a.node(ctx)
-	if err != nil {
-		return err
-	}
-	fits := fitsNode(pod, node)
-	_, err = a.store.GuaranteedUpdate(ctx, store.Pods, pod.Namespace, pod.Name, func(cur store.Object) (store.Object, error) {
-		p := cur.(*corev1.Pod)
-		if p.UID != pod.UID {
-			return nil, apierrors.NewConflict(podsResource, p.Name, fmt.Errorf("pod was replaced"))
-		}
-		if p.Spec.NodeName != "" {
-			return p, nil
-		}
-		if !fits {
-			p.Status = unschedulableStatus(p, time.Now())
-			return p, nil
-		}
-		p.Spec.NodeName = a.cfg.NodeName
-		p.Status.Conditions = []corev1.PodCondition{condition(corev1.PodScheduled, true, "", "")}
-		keepTransitionTimes(p.Status.Conditions, nil, time.Now())
-		return p, nil
-	})
-	if err != nil {
-		return fmt.Errorf("schedule pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	if fits {
-		slog.Info("pod scheduled", "pod", pod.Namespace+"/"+pod.Name, "node", a.cfg.NodeName)
-		a.event(ctx, pod, "", corev1.EventTypeNormal, "Scheduled",
-			fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, a.cfg.NodeName), "default-scheduler")
-	} else {
-		a.event(ctx, pod, "", corev1.EventTypeWarning, "FailedScheduling", unschedulableMessage, "default-scheduler")
-	}
-	return nil
-}
-
-// writeStatus stores the status compute gives for the current pod; an unchanged status writes
-// nothing.
+// writeStatus writes the status compute gives for the pod as the API has it, as the kubelet's
+// status manager does: nothing when it is unchanged, and with the object read again after a
+// conflict. A static pod's status goes to its mirror, once there is one.
 func (a *Agent) writeStatus(ctx context.Context, pod *corev1.Pod, compute func(*corev1.Pod) corev1.PodStatus) error {
-	_, err := a.store.GuaranteedUpdate(ctx, store.Pods, pod.Namespace, pod.Name, func(cur store.Object) (store.Object, error) {
-		p := cur.(*corev1.Pod)
-		if p.UID != pod.UID {
-			return nil, apierrors.NewConflict(podsResource, p.Name, fmt.Errorf("pod was replaced"))
-		}
-		p.Status = compute(p)
-		return p, nil
-	})
-	if apierrors.IsNotFound(err) {
+	static := a.static.get(pod.UID) != nil
+	cur := a.pods.get(pod.Namespace, pod.Name)
+	if static {
+		cur = a.mirrorOf(pod)
+	}
+	if cur == nil || (!static && cur.UID != pod.UID) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("write status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	pods := a.client.CoreV1().Pods(pod.Namespace)
+	for range 3 {
+		status := compute(cur)
+		if apiequality.Semantic.DeepEqual(cur.Status, status) {
+			return nil
+		}
+		next := cur.DeepCopy()
+		next.Status = status
+		_, err := pods.UpdateStatus(ctx, next, metav1.UpdateOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			if err != nil {
+				return fmt.Errorf("write status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			}
+			return nil
+		}
+		if cur, err = pods.Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("read pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		if (!static && cur.UID != pod.UID) || (static && !isMirror(cur)) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("write status of pod %s/%s: it kept changing", pod.Namespace, pod.Name)
+}
+
+// isStatic reports whether pod comes from the node's manifests.
+func isStatic(pod *corev1.Pod) bool {
+	return pod.Annotations[keys.ConfigSourceAnnotation] != "" && !isMirror(pod)
 }
 
 // podGracePeriod is the pod's terminationGracePeriodSeconds as a duration (defaulted on admission,

@@ -12,24 +12,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/apiserver/registry"
 	"github.com/podagent/podagent/apiserver/store"
 )
 
 // Server is the HTTP handler of the API.
 type Server struct {
-	agent    *agent.Agent
-	store    *store.Store
-	registry *registry.Registry
-	codecs   *codecs
+	kubeletRef kubeletRef
+	store      *store.Store
+	registry   *registry.Registry
+	codecs     *codecs
 	// fieldManagers merge server-side apply patches and record managedFields.
 	fieldManagers map[fieldManagerKey]*managedfields.FieldManager
 	mux           *http.ServeMux
 }
 
-// New returns the API of a.
-func New(a *agent.Agent) (*Server, error) {
+// New returns the API served from st, with registry's rules; the node's kubelet half is handed
+// over later with SetKubelet.
+func New(st *store.Store, reg *registry.Registry) (*Server, error) {
 	c, err := newCodecs()
 	if err != nil {
 		return nil, err
@@ -38,14 +38,14 @@ func New(a *agent.Agent) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{agent: a, store: a.Store(), registry: a.Registry(), codecs: c, fieldManagers: fms, mux: http.NewServeMux()}
+	s := &Server{store: st, registry: reg, codecs: c, fieldManagers: fms, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api", s.discoveryAPI)
 	s.mux.HandleFunc("GET /apis", s.discoveryAPIs)
 	s.mux.HandleFunc("GET /api/v1", s.discoveryV1)
 	s.mux.HandleFunc("GET /apis/coordination.k8s.io", s.discoveryCoordinationGroup)
 	s.mux.HandleFunc("GET /apis/coordination.k8s.io/v1", s.discoveryCoordinationV1)
 	s.mux.HandleFunc("GET /version", s.version)
-	s.mux.Handle("GET /metrics", a.MetricsHandler())
+	s.mux.HandleFunc("GET /metrics", s.nodeMetrics)
 	for _, p := range []string{"/healthz", "/readyz", "/livez"} {
 		s.mux.HandleFunc("GET "+p, s.healthz)
 	}

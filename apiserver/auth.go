@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -28,16 +30,45 @@ func (p *PKI) TLSConfig() *tls.Config {
 // against the CA (see TLSConfig), and answers the others 401 Unauthorized with a Kubernetes
 // Status, except on the health paths /healthz, /readyz and /livez, which the kube-apiserver
 // also serves to anonymous clients (its system:public-info-viewer role) for load balancers and
-// probes. The CA issues client certificates to the admin only, so any verified one is the admin.
+// probes. The CA issues client certificates to the admin and to its node; the request's context
+// carries which (isNode).
 func RequireClientCert(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isAnonymousPath(r.URL.Path) && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		if isAnonymousPath(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 			writeError(w, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}
-		next.ServeHTTP(w, r)
+		var u user
+		if chain := r.TLS.VerifiedChains[0]; len(chain) > 0 {
+			u = user{name: chain[0].Subject.CommonName, groups: chain[0].Subject.Organization}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
 	})
 }
+
+// user is who a request authenticated as: its certificate's common name and organizations, as
+// the kube-apiserver reads them.
+type user struct {
+	name   string
+	groups []string
+}
+
+type userKey struct{}
+
+// isNode reports whether the request of ctx comes from a node (group system:nodes): the nodes
+// alone write mirror pods, as the kube-apiserver's NodeRestriction admission lets a node do.
+func isNode(ctx context.Context) bool {
+	u, _ := ctx.Value(userKey{}).(user)
+	return slices.Contains(u.groups, NodesGroup)
+}
+
+// NodesGroup is the group of the nodes' credentials, as the kube-apiserver's Node authorizer
+// knows it.
+const NodesGroup = "system:nodes"
 
 // isAnonymousPath says whether path is served without authentication. Only the exact paths:
 // the kube-apiserver's sub-checks such as /healthz/etcd need credentials.

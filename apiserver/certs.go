@@ -29,6 +29,19 @@ type PKI struct {
 	ServingCert tls.Certificate
 	// AdminCertPEM and AdminKeyPEM authenticate a client as AdminCommonName in AdminGroup.
 	AdminCertPEM, AdminKeyPEM []byte
+	ca                        keyPair
+}
+
+// ClientCertificate issues a client certificate (PEM) for user in groups, signed by the CA and
+// valid as long as its other leaves. It is written nowhere: the embedded API issues its node's
+// credentials at each start.
+func (p *PKI) ClientCertificate(user string, groups []string, now time.Time) (certPEM, keyPEM []byte, err error) {
+	leaf, err := newLeaf(p.ca, leafSpec{file: user, usage: x509.ExtKeyUsageClientAuth,
+		subject: pkix.Name{CommonName: user, Organization: groups}}, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue client certificate for %s: %w", user, err)
+	}
+	return leaf.certPEM, leaf.keyPEM, nil
 }
 
 const (
@@ -131,6 +144,7 @@ func LoadOrCreatePKI(dir string, hosts []string, now time.Time) (*PKI, error) {
 		ServingCert:  leaves[servingFile].tls,
 		AdminCertPEM: leaves[adminFile].certPEM,
 		AdminKeyPEM:  leaves[adminFile].keyPEM,
+		ca:           ca,
 	}, nil
 }
 

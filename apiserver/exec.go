@@ -22,7 +22,6 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/runtime"
 )
 
@@ -57,7 +56,12 @@ func (s *Server) registerStreaming() {
 // containers never get a stdin (validation refuses stdin and tty).
 func (s *Server) podAttach(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, err := s.agent.ExecTarget(r.Context(), r.PathValue("namespace"), name, r.URL.Query().Get("container")); err != nil {
+	k, err := s.kubelet()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := k.ExecTarget(r.Context(), r.PathValue("namespace"), name, r.URL.Query().Get("container")); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -75,7 +79,12 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	id, err := s.agent.ExecTarget(r.Context(), ns, name, opts.container)
+	k, err := s.kubelet()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := k.ExecTarget(r.Context(), ns, name, opts.container)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -88,7 +97,7 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 	// connection never cancels: the executor gets one that ends when the client goes away.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	remotecommand.ServeExec(&hijackWatcher{ResponseWriter: w, gone: cancel}, r, &executor{agent: s.agent, containerID: id, ctx: ctx},
+	remotecommand.ServeExec(&hijackWatcher{ResponseWriter: w, gone: cancel}, r, &executor{kubelet: k, containerID: id, ctx: ctx},
 		name, "", opts.container, opts.command, &opts.streams, streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 
@@ -211,7 +220,7 @@ func headerList(values []string) []string {
 
 // executor runs exec requests in one container through the runtime.
 type executor struct {
-	agent       *agent.Agent
+	kubelet     Kubelet
 	containerID string
 	// ctx ends when the client's connection does; the command is then killed, as containerd's
 	// CRI kills an exec whose context ends, rather than left running with nobody attached.
@@ -257,7 +266,7 @@ func (e *executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []st
 		}()
 		o.Resize = sizes
 	}
-	code, err := e.agent.Runtime().Exec(e.agent.ContainerdContext(ctx), e.containerID, o)
+	code, err := e.kubelet.Exec(ctx, e.containerID, o)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/logs"
 )
 
 // podLog serves GET .../pods/NAME/log with the kubelet's query parameters: container, follow,
@@ -24,7 +24,12 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	write, err := s.agent.ContainerLog(r.Context(), r.PathValue("namespace"), r.PathValue("name"), opts)
+	k, err := s.kubelet()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	write, err := k.ContainerLog(r.Context(), r.PathValue("namespace"), r.PathValue("name"), opts)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -43,8 +48,8 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) {
 // parseLogOptions reads the log query as the kube-apiserver does: a value that does not parse is
 // 400 BadRequest; one out of range (tailLines=-1, limitBytes=0, sinceSeconds=0, both sinceTime and
 // sinceSeconds) is 422 Invalid for PodLogOptions, naming the parameter.
-func parseLogOptions(q url.Values, pod string, now time.Time) (agent.LogOptions, error) {
-	o := agent.LogOptions{Container: q.Get("container")}
+func parseLogOptions(q url.Values, pod string, now time.Time) (logs.PodLogOptions, error) {
+	o := logs.PodLogOptions{Container: q.Get("container")}
 	o.Tail = -1
 	var parseErrs []string
 	var errs field.ErrorList

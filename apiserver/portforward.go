@@ -14,7 +14,6 @@ import (
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
-	"github.com/podagent/podagent/agent"
 	"github.com/podagent/podagent/apiserver/store"
 	"github.com/podagent/podagent/runtime"
 )
@@ -36,7 +35,12 @@ func (s *Server) podPortForward(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
 	// Checked now so that a pod that is missing or not running gets its Status before the upgrade;
 	// each forwarded connection looks the sandbox up again.
-	if _, err := s.agent.PodNetNS(r.Context(), ns, name); err != nil {
+	k, err := s.kubelet()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := k.PodNetNS(r.Context(), ns, name); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -54,7 +58,7 @@ func (s *Server) podPortForward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uid := string(obj.(*corev1.Pod).UID)
-	f := &portForwarder{agent: s.agent, store: s.store, namespace: ns, name: name, uid: uid}
+	f := &portForwarder{kubelet: k, store: s.store, namespace: ns, name: name, uid: uid}
 	portforward.ServePortForward(w, r, f, name, uid, &portforward.V4Options{Ports: ports},
 		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
 }
@@ -76,7 +80,7 @@ func parsePorts(q url.Values) ([]int32, error) {
 
 // portForwarder forwards the connections of one port-forward request to the pod it was made for.
 type portForwarder struct {
-	agent           *agent.Agent
+	kubelet         Kubelet
 	store           *store.Store
 	namespace, name string
 	uid             string
@@ -93,7 +97,7 @@ func (f *portForwarder) PortForward(ctx context.Context, _, _ string, port int32
 	if uid := string(obj.(*corev1.Pod).UID); uid != f.uid {
 		return fmt.Errorf("pod %s/%s was replaced (uid %s, forwarding to %s)", f.namespace, f.name, uid, f.uid)
 	}
-	netns, err := f.agent.PodNetNS(ctx, f.namespace, f.name)
+	netns, err := f.kubelet.PodNetNS(ctx, f.namespace, f.name)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func (s *Server) pods() *kind {
 		},
 		create: func(ctx context.Context, obj store.Object, dryRun bool) (store.Object, error) {
 			pod := obj.(*corev1.Pod)
-			if pod.Annotations[keys.MirrorAnnotation] != "" {
+			if pod.Annotations[keys.MirrorAnnotation] != "" && !isNode(ctx) {
 				return nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, pod.Name,
 					fmt.Errorf("mirror pods are made by the node from its static pod manifests"))
 			}
@@ -41,12 +41,12 @@ func (s *Server) pods() *kind {
 		},
 		update: func(cur, obj store.Object, sub string) (store.Object, error) {
 			old, pod := cur.(*corev1.Pod), obj.(*corev1.Pod)
-			if err := refuseMirror(old); err != nil {
-				return nil, err
-			}
 			if sub == "status" {
 				old.Status = pod.Status
 				return old, nil
+			}
+			if err := refuseMirror(old); err != nil {
+				return nil, err
 			}
 			if err := registry.AdmitPod(pod); err != nil {
 				return nil, err
@@ -65,7 +65,9 @@ func (s *Server) pods() *kind {
 			if err != nil {
 				return nil, err
 			}
-			if err := refuseMirror(obj.(*corev1.Pod)); err != nil {
+			// The node replaces a mirror whose static pod changed, and removes one whose static
+			// pod is gone; others may not.
+			if err := refuseMirror(obj.(*corev1.Pod)); err != nil && !isNode(ctx) {
 				return nil, err
 			}
 			if isDryRun(opts.DryRun) {

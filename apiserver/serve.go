@@ -12,16 +12,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podagent/podagent/agent"
 )
 
 // Listener is the API served over HTTPS, with the kubeconfig that reaches it.
 type Listener struct {
-	// Addr is where it listens; Kubeconfig is the admin kubeconfig's path.
-	Addr       string
-	Kubeconfig string
-	srv        *http.Server
-	done       chan error
+	// Addr is where it listens; Kubeconfig is the admin kubeconfig's path; Server its URL.
+	Addr, Kubeconfig, Server string
+	// PKI holds the CA that signs the API's clients.
+	PKI  *PKI
+	srv  *http.Server
+	done chan error
 }
 
 // Options say where the API listens and where its credentials live.
@@ -34,13 +34,9 @@ type Options struct {
 	Hosts []string
 }
 
-// Listen serves a's API over HTTPS with client-certificate authentication and writes the admin
+// Listen serves s over HTTPS with client-certificate authentication and writes the admin
 // kubeconfig (0600). Nothing is served over plain HTTP.
-func Listen(a *agent.Agent, o Options) (*Listener, error) {
-	s, err := New(a)
-	if err != nil {
-		return nil, err
-	}
+func Listen(s *Server, o Options) (*Listener, error) {
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w", o.Listen, err)
@@ -64,7 +60,7 @@ func Listen(a *agent.Agent, o Options) (*Listener, error) {
 		ln.Close()
 		return nil, err
 	}
-	l := &Listener{Addr: ln.Addr().String(), Kubeconfig: o.Kubeconfig, done: make(chan error, 1)}
+	l := &Listener{Addr: ln.Addr().String(), Kubeconfig: o.Kubeconfig, Server: server, PKI: pki, done: make(chan error, 1)}
 	l.srv = &http.Server{
 		Handler:           RequireClientCert(s),
 		TLSConfig:         pki.TLSConfig(),

@@ -158,3 +158,11 @@ func (rd *reader) stop(err error) error {
 	}
 	return err
 }
+
+// PodLogOptions are the options of `kubectl logs` (the pods/log subresource's query): which
+// container, the current or the previous instance, and how to read it.
+type PodLogOptions struct {
+	Container string
+	Previous  bool
+	ReadOptions
+}

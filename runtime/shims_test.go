@@ -20,7 +20,7 @@ func TestReapOrphanShims(t *testing.T) {
 	}
 	goTool, err := osexec.LookPath("go")
 	if err != nil {
-		t.Skip("the go tool is not on PATH")
+		testenv.Missing(t, "the go tool is not on PATH")
 	}
 	// A process that looks like a shim of the test's namespace: a sleeper named as the shim.
 	dir := t.TempDir()

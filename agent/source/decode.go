@@ -109,7 +109,7 @@ func staticPod(pod *corev1.Pod, kind, nodeName string) error {
 	}
 	sum := sha256.Sum256(content)
 
-	pod.UID = podUID(kind, nodeName, pod.Namespace, pod.Name)
+	pod.UID = StaticPodUID(kind, nodeName, pod.Namespace, pod.Name)
 	pod.Name = pod.Name + "-" + nodeName
 	pod.Spec.NodeName = nodeName
 	if pod.Annotations == nil {
@@ -121,10 +121,10 @@ func staticPod(pod *corev1.Pod, kind, nodeName string) error {
 	return nil
 }
 
-// podUID is the stable UID of a static pod: 32 hex digits of a hash of where it comes from and
-// its name (as written in the manifest, before the node suffix). The NUL separators keep
+// StaticPodUID is the stable UID of a static pod: 32 hex digits of a hash of where it comes from
+// and its name (as written in the manifest, before the node suffix). The NUL separators keep
 // ("a-b", "c") and ("a", "b-c") apart.
-func podUID(kind, nodeName, namespace, name string) types.UID {
+func StaticPodUID(kind, nodeName, namespace, name string) types.UID {
 	sum := sha256.Sum256([]byte(kind + "\x00" + nodeName + "\x00" + namespace + "\x00" + name))
 	return types.UID(hex.EncodeToString(sum[:])[:32])
 }

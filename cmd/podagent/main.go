@@ -16,9 +16,8 @@ import (
 	clog "github.com/containerd/log"
 	"k8s.io/klog/v2"
 
-	"github.com/podagent/podagent/agent"
-	"github.com/podagent/podagent/apiserver"
 	"github.com/podagent/podagent/logs/driver"
+	"github.com/podagent/podagent/serve"
 )
 
 func main() {
@@ -32,7 +31,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "serve":
-		err = serve(os.Args[2:])
+		err = runServe(os.Args[2:])
 	case "mirror":
 		err = serveMirror(os.Args[2:])
 	case "-h", "--help", "help":
@@ -55,8 +54,8 @@ func usage() {
   podagent mirror [flags]   serve image archives as a read-only registry, for hosts without one`)
 }
 
-// serve runs `podagent serve`; the settings and where they come from are in config.go.
-func serve(args []string) error {
+// runServe runs `podagent serve`; the settings and where they come from are in config.go.
+func runServe(args []string) error {
 	s, help, err := parseServeArgs(args)
 	if help || err != nil {
 		return err
@@ -68,20 +67,13 @@ func serve(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := agent.New(ctx, cfg)
+	n, err := serve.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
-	if cfg.Listen != "" {
-		l, err := apiserver.Listen(a, apiserver.Options{
-			Listen: cfg.Listen, PKIDir: apiserver.PKIDir(cfg.RootDir), Kubeconfig: apiserver.KubeconfigPath(cfg.RootDir),
-			Hosts: []string{cfg.NodeName},
-		})
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+	defer n.Close()
+	if cp := n.ControlPlane; cp != nil {
+		l := cp.Listener()
 		if s.LogFormat == logFormatJSON {
 			// Every line of a JSON log is a JSON object, for the shipper that reads it.
 			slog.Info("serving the Kubernetes API", "url", "https://"+l.Addr, "kubeconfig", l.Kubeconfig)
@@ -89,7 +81,7 @@ func serve(args []string) error {
 			fmt.Fprintf(os.Stderr, "podagent: the Kubernetes API is at https://%s; point kubectl at it with:\n\n    export KUBECONFIG=%s\n\n", l.Addr, l.Kubeconfig)
 		}
 	}
-	return a.Run(ctx)
+	return n.Run(ctx)
 }
 
 // setupLogs sends podagent's logs to stderr at level, as text or JSON, and quiets the containerd

@@ -32,12 +32,28 @@ func ContainerdAddress() string {
 	return "/run/containerd/containerd.sock"
 }
 
-// RequireRoot skips t unless it runs as root, as containerd's RequiresRoot does.
+// RequireRoot marks t as an end-to-end test that needs root, as containerd's RequiresRoot does.
+// Under -short it is skipped: unit runs (`make unit`, `go test -short`) never touch containerd,
+// network namespaces, iptables or mounts, since other work may share the host. Without root it
+// is skipped too, except in CI (CI set), where a missing dependency fails the test (Missing).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: this end-to-end test needs root (run `make test` as root)")
+	if testing.Short() {
+		t.Skip("long: skipped with -short (end-to-end: containerd, network namespaces, mounts)")
 	}
+	if os.Geteuid() != 0 {
+		Missing(t, "this end-to-end test needs root (run `make test` as root)")
+	}
+}
+
+// Missing skips t for want of what msg names, or fails it in CI, where nothing may pass by
+// skipping.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("missing in CI: %s", msg)
+	}
+	t.Skip("skipping: " + msg)
 }
 
 // RequireNetwork skips t unless it runs as root with the CNI plugins installed.
@@ -46,7 +62,7 @@ func RequireNetwork(t testing.TB) {
 	RequireRoot(t)
 	for _, p := range []string{"bridge", "host-local", "portmap"} {
 		if _, err := os.Stat(filepath.Join(CNIPluginDir, p)); err != nil {
-			t.Skipf("skipping: CNI plugin %s not found in %s (apt-get install containernetworking-plugins)", p, CNIPluginDir)
+			Missing(t, fmt.Sprintf("CNI plugin %s not found in %s (apt-get install containernetworking-plugins)", p, CNIPluginDir))
 		}
 	}
 }
@@ -56,7 +72,7 @@ func RequireContainerd(t testing.TB) {
 	t.Helper()
 	RequireNetwork(t)
 	if _, err := os.Stat(ContainerdAddress()); err != nil {
-		t.Skipf("skipping: no containerd socket at %s (start containerd, or `make test` does)", ContainerdAddress())
+		Missing(t, fmt.Sprintf("no containerd socket at %s (start containerd, or `make test` does)", ContainerdAddress()))
 	}
 }
 
