@@ -12,7 +12,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	authenticationclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 )
 
 // The kubelet's webhook cache defaults (KubeletConfiguration authentication.webhook.cacheTTL,
@@ -27,7 +28,7 @@ const (
 // the kubelet's webhook authentication. Results (valid and invalid tokens) are kept for TTL, keyed
 // by the token's hash; errors are not kept.
 type TokenReviewAuthenticator struct {
-	client kubernetes.Interface
+	client authenticationclient.TokenReviewsGetter
 	cache  *ttlCache[tokenResult]
 }
 
@@ -36,8 +37,10 @@ type tokenResult struct {
 	ok   bool
 }
 
-// NewTokenReviewAuthenticator returns the authenticator; ttl <= 0 means DefaultTokenCacheTTL.
-func NewTokenReviewAuthenticator(client kubernetes.Interface, ttl time.Duration) *TokenReviewAuthenticator {
+// NewTokenReviewAuthenticator returns the authenticator for a clientset's AuthenticationV1();
+// ttl <= 0 means DefaultTokenCacheTTL. It takes the typed client only, so that the binary need
+// not link the whole clientset.
+func NewTokenReviewAuthenticator(client authenticationclient.TokenReviewsGetter, ttl time.Duration) *TokenReviewAuthenticator {
 	if ttl <= 0 {
 		ttl = DefaultTokenCacheTTL
 	}
@@ -51,7 +54,7 @@ func (a *TokenReviewAuthenticator) AuthenticateToken(ctx context.Context, token 
 	if r, ok := a.cache.get(key); ok {
 		return r.user, r.ok, nil
 	}
-	review, err := a.client.AuthenticationV1().TokenReviews().Create(ctx,
+	review, err := a.client.TokenReviews().Create(ctx,
 		&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, false, fmt.Errorf("create TokenReview: %w", err)
@@ -75,7 +78,7 @@ func (a *TokenReviewAuthenticator) AuthenticateToken(ctx context.Context, token 
 // kubelet's webhook authorization: allowed answers are kept for allowTTL, denied ones for
 // denyTTL, errors not at all.
 type SubjectAccessReviewAuthorizer struct {
-	client kubernetes.Interface
+	client authorizationclient.SubjectAccessReviewsGetter
 	cache  *ttlCache[sarResult]
 }
 
@@ -84,8 +87,9 @@ type sarResult struct {
 	reason  string
 }
 
-// NewSubjectAccessReviewAuthorizer returns the authorizer; a TTL <= 0 takes the kubelet's default.
-func NewSubjectAccessReviewAuthorizer(client kubernetes.Interface, allowTTL, denyTTL time.Duration) *SubjectAccessReviewAuthorizer {
+// NewSubjectAccessReviewAuthorizer returns the authorizer for a clientset's AuthorizationV1(); a
+// TTL <= 0 takes the kubelet's default.
+func NewSubjectAccessReviewAuthorizer(client authorizationclient.SubjectAccessReviewsGetter, allowTTL, denyTTL time.Duration) *SubjectAccessReviewAuthorizer {
 	if allowTTL <= 0 {
 		allowTTL = DefaultAuthorizedCacheTTL
 	}
@@ -129,7 +133,7 @@ func (a *SubjectAccessReviewAuthorizer) Authorize(ctx context.Context, attrs Att
 	if r, ok := a.cache.get(key); ok {
 		return r.allowed, r.reason, nil
 	}
-	got, err := a.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	got, err := a.client.SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 	if err != nil {
 		return false, "", fmt.Errorf("create SubjectAccessReview for %s %s nodes/%s %s: %w",
 			attrs.User.Name, attrs.Verb, attrs.Subresource, attrs.Name, err)

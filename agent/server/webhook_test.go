@@ -66,7 +66,7 @@ func newFakeClient(t *testing.T) (*fakeAPIServer, kubernetes.Interface) {
 
 func TestTokenReviewAuthenticator(t *testing.T) {
 	f, client := newFakeClient(t)
-	a := NewTokenReviewAuthenticator(client, 0)
+	a := NewTokenReviewAuthenticator(client.AuthenticationV1(), 0)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		u, ok, err := a.AuthenticateToken(ctx, "t-alice")
@@ -87,7 +87,7 @@ func TestTokenReviewAuthenticator(t *testing.T) {
 
 func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 	f, client := newFakeClient(t)
-	a := NewSubjectAccessReviewAuthorizer(client, 0, 0)
+	a := NewSubjectAccessReviewAuthorizer(client.AuthorizationV1(), 0, 0)
 	ctx := context.Background()
 	alice := UserInfo{Name: "alice", UID: "u1", Groups: []string{"devs"}}
 	stats := Attributes{User: alice, Verb: "get", APIVersion: "v1", Resource: "nodes", Subresource: "stats", Name: testNode}
@@ -115,8 +115,8 @@ func TestSubjectAccessReviewAuthorizer(t *testing.T) {
 func TestWebhookAuthEndToEnd(t *testing.T) {
 	_, client := newFakeClient(t)
 	e := newTestEnv(t, func(o *Options) {
-		o.Authenticator = BearerToken{Tokens: NewTokenReviewAuthenticator(client, 0)}
-		o.Authorizer = NewSubjectAccessReviewAuthorizer(client, 0, 0)
+		o.Authenticator = BearerToken{Tokens: NewTokenReviewAuthenticator(client.AuthenticationV1(), 0)}
+		o.Authorizer = NewSubjectAccessReviewAuthorizer(client.AuthorizationV1(), 0, 0)
 	})
 	if code, _, _ := e.do(t, "GET", "/stats/summary", "t-alice"); code != 200 {
 		t.Errorf("stats = %d", code)
