@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,7 +129,14 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	node, err := a.registerNode(ctx, readHostFacts(ctx, a.cfg.RootDir, version))
+	facts := readHostFacts(ctx, a.cfg.RootDir, version, a.cfg.NodeIP)
+	if a.cfg.Kubeconfig != "" {
+		if _, port, err := net.SplitHostPort(a.cfg.KubeletListen); err == nil {
+			p, _ := strconv.ParseInt(port, 10, 32)
+			facts.KubeletPort = int32(p)
+		}
+	}
+	node, err := a.registerNode(ctx, facts)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,13 @@ type Config struct {
 	Listen          string
 	// Kubeconfig, when set, makes the agent a node of the cluster it reaches (node mode): the
 	// embedded API is not started.
-	Kubeconfig    string
+	Kubeconfig string
+	// KubeletListen is where the kubelet API (logs, exec, port-forward, stats) is served in node
+	// mode, for the cluster's apiserver; ClientCAFile verifies the client certificates it accepts.
+	KubeletListen string
+	ClientCAFile  string
+	// NodeIP is the address the node reports (its InternalIP); empty: the default route's.
+	NodeIP        string
 	PauseImage    string
 	ImageArchives []string
 	ResolvConf    string
@@ -85,6 +91,8 @@ func DefaultConfig() Config {
 		NodeName: strings.ToLower(host),
 		// Loopback only, with TLS (the API issue); the kube-apiserver's secure port.
 		Listen: "127.0.0.1:6443",
+		// The kubelet's port, on every address, as the kubelet's --address and --port.
+		KubeletListen: "0.0.0.0:10250",
 		// Built from cmd/pause by `make build` (no registry is needed).
 		PauseImage: "localhost/podagent/pause:1.0",
 		// Where `make build` puts the images it builds, beside the binary.

@@ -66,6 +66,9 @@ func newMetrics() *metrics {
 }
 
 // MetricsHandler serves the agent's metrics in the Prometheus exposition format.
+// MetricsGatherer is the agent's metrics registry.
+func (a *Agent) MetricsGatherer() prometheus.Gatherer { return a.metrics.registry }
+
 func (a *Agent) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{})
 }

@@ -39,17 +39,22 @@ type hostFacts struct {
 	RuntimeVersion  string
 	OperatingSystem string
 	Architecture    string
+	// KubeletPort is where the kubelet API listens (node mode), 0 if it does not.
+	KubeletPort int32
 }
 
 // readHostFacts reads the host's facts; a fact that cannot be read stays empty, as the kubelet
 // leaves it.
-func readHostFacts(ctx context.Context, rootDir, runtimeVersion string) hostFacts {
+func readHostFacts(ctx context.Context, rootDir, runtimeVersion, nodeIP string) hostFacts {
 	f := hostFacts{
 		CPUs: goruntime.NumCPU(), OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH,
 		RuntimeVersion: "containerd://" + runtimeVersion,
 	}
 	f.Hostname, _ = os.Hostname()
 	f.InternalIP = primaryIPv4()
+	if nodeIP != "" {
+		f.InternalIP = nodeIP
+	}
 	f.MemoryBytes = memTotalBytes()
 	var st unix.Statfs_t
 	if unix.Statfs(rootDir, &st) == nil {
@@ -119,6 +124,7 @@ func nodeObject(name, podCIDR string, labels map[string]string, f hostFacts, now
 	if podCIDR != "" {
 		n.Spec.PodCIDR, n.Spec.PodCIDRs = podCIDR, []string{podCIDR}
 	}
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = f.KubeletPort
 	return n
 }
 

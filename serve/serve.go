@@ -8,14 +8,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podagent/podagent/agent"
+	"github.com/podagent/podagent/agent/server"
 	"github.com/podagent/podagent/apiserver"
 )
 
@@ -26,12 +29,13 @@ type Node struct {
 	ControlPlane *apiserver.ControlPlane
 	// Client reaches the API as the agent does.
 	Client kubernetes.Interface
+	cfg    agent.Config
 }
 
 // Start starts the embedded API (standalone mode) or reads the cluster's kubeconfig (node mode),
 // then the agent. Nothing runs pods until Run.
 func Start(ctx context.Context, cfg agent.Config) (_ *Node, retErr error) {
-	n := &Node{}
+	n := &Node{cfg: cfg}
 	defer func() {
 		if retErr != nil {
 			n.Close()
@@ -74,14 +78,35 @@ func Start(ctx context.Context, cfg agent.Config) (_ *Node, retErr error) {
 	return n, nil
 }
 
-// Run runs the agent, and the embedded API's controllers, until ctx ends.
+// Run runs the agent, and the embedded API's controllers or (node mode) the kubelet API, until
+// ctx ends.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	var serveErr error
 	if n.ControlPlane != nil {
 		wg.Go(func() { n.ControlPlane.RunControllers(ctx) })
+	} else {
+		wg.Go(func() { serveErr = n.serveKubelet(ctx) })
 	}
 	err := n.Agent.Run(ctx)
 	wg.Wait()
+	return errors.Join(err, serveErr)
+}
+
+// serveKubelet serves the kubelet API for the cluster's apiserver (logs, exec, port-forward) and
+// metrics-server (stats), authenticating and authorizing each request through the cluster as the
+// kubelet's webhook modes do, with the kubelet's cache lifetimes.
+func (n *Node) serveKubelet(ctx context.Context) error {
+	cfg := n.cfg
+	err := server.Listen(ctx, server.Options{
+		Addr: cfg.KubeletListen, CertDir: cfg.RootDir, ClientCAFile: cfg.ClientCAFile,
+		Authenticator: server.BearerToken{Tokens: server.NewTokenReviewAuthenticator(n.Client.AuthenticationV1(), 2*time.Minute)},
+		Authorizer:    server.NewSubjectAccessReviewAuthorizer(n.Client.AuthorizationV1(), 5*time.Minute, 30*time.Second),
+		Host:          n.Agent.KubeletHost(), NodeName: cfg.NodeName, Metrics: n.Agent.MetricsGatherer(),
+	})
+	if err != nil {
+		slog.Error("kubelet API", "err", err)
+	}
 	return err
 }
 
