@@ -109,6 +109,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sb *Sandbox, pod *corev1.
 		PodDir:     r.podDir(sb.Pod.UID),
 		VolumePath: func(name string) (string, error) { return r.volumePath(pod, name) },
 		Limits:     r.limits,
+		ShimGroup:  r.shimGroup(sb.ID),
 	})
 	if err != nil {
 		return nil, err

@@ -57,6 +57,9 @@ type Runtime struct {
 	client *containerd.Client
 	net    *netns.Network
 	limits Limits
+	// shimPerContainer makes tasks the way podagent did before pods had one shim: in tests, a
+	// pod as an older agent left it.
+	shimPerContainer bool
 }
 
 // New connects to containerd. It changes nothing on the host.
