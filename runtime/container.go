@@ -169,7 +169,7 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 	// stopping): containerd 1.6 leaves a shim behind when a task's creation is cancelled midway.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
 	defer cancel()
-	task, err := c.NewTask(ctx, driver.Creator(r.cfg.LogDriver, driver.Settings{
+	task, err := c.NewTask(ctx, logDriverIO(r.logDriver, driver.Settings{
 		Path: logPath, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
 	}))
 	if err != nil {
