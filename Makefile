@@ -54,8 +54,10 @@ lint:
 openapi:
 	cd agent/api && $(GO) generate -run hack/openapi .
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# podagent beside containerd's CRI (crictl) and podman kube play, in one run; writes BENCHMARKS.md.
+# BENCH_PODS, BENCH_SINGLE, BENCH_PEERS: see hack/bench/bench.sh.
+bench: deps
+	GO=$(GO) hack/bench/bench.sh
 
 clean:
 	rm -rf $(BIN)
