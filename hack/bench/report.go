@@ -162,6 +162,26 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `%s` on %s. Ratios are to containerd's CRI plugin, measured in the same run.\n\n", r.command, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	r.table(&b)
+	fmt.Fprintf(&b, `
+## Method
+
+- One host, one run: `+"`hack/bench/bench.sh`"+` starts a containerd of its own for podagent (CRI plugin
+  disabled) and one for containerd's CRI plugin (restrict_oom_score_adj, the pause image built by
+  this repo, a bridge CNI network of its own), and gives podman its own storage, network and
+  containers.conf (default_ulimits within this host's hard limits). Each peer has its own subnet.
+  Everything is stopped and removed when the run ends.
+- podagent runs pods as static pods (a manifest directory); its pod IP is read from containerd's
+  labels. The CRI peer runs `+"`crictl run --no-pull`"+` per pod (RunPodSandbox, CreateContainer,
+  StartContainer) and `+"`crictl stopp`/`rmp`"+`; podman runs `+"`podman kube play`"+` and `+"`podman pod rm -f`"+`.
+- Start time: from the request until kubia answers HTTP 200 on the pod IP (polled every 5 ms).
+  Teardown: until the runtime reports nothing of the pod. %d single-pod rounds interleave the
+  peers; the density run starts %d pods %d at a time, measures, then deletes them %d at a time.
+- Memory per pod: Rss and Pss (smaps_rollup) of the runtime's processes beside the containers
+  (shims, log drivers, conmon) divided by the pods running; containerd, podman and the
+  containers' own processes are not counted. Pss shares a binary's pages among its processes.
+- Log throughput: a busybox container writes %d-byte-line output (`+"`yes | head -c N`"+`) as fast as it
+  can, then a marker; the time from its first line to the marker in the log file.
+`, r.single, r.pods, r.parallel, r.parallel, 100)
 	if len(r.failures) > 0 {
 		fmt.Fprintln(&b, "\nFailures in this run:")
 		for _, f := range r.failures {
