@@ -8,10 +8,15 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 
 all: build
 
-build: $(BIN)/podagent images
+build: $(BIN)/podagent $(BIN)/podagent-logger images
 
 $(BIN)/podagent: $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $@ ./cmd/podagent
+
+# The log driver each container's shim runs, found beside bin/podagent: stripped, since one runs
+# per container and its pages are what a container's log costs.
+$(BIN)/podagent-logger: $(shell find cmd/podagent-logger logs -name '*.go') go.mod go.sum
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags=-s -o $@ ./cmd/podagent-logger
 
 # The pause, kubia and busybox images, built from this repo and Debian's busybox-static, never downloaded.
 images: $(BIN)/images/images.tar
@@ -49,8 +54,10 @@ lint:
 openapi:
 	cd apiserver && $(GO) generate -run hack/openapi .
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# podagent beside containerd's CRI (crictl) and podman kube play, in one run; writes BENCHMARKS.md.
+# BENCH_PODS, BENCH_SINGLE, BENCH_PEERS: see hack/bench/bench.sh.
+bench: deps
+	GO=$(GO) hack/bench/bench.sh
 
 clean:
 	rm -rf $(BIN)

@@ -8,7 +8,8 @@
 #                               state (/var/lib/podagent, /var/log/pods) or /etc/podagent
 #
 # Where things go:
-#   /usr/local/bin/podagent                      the agent, and the log driver the shims run
+#   /usr/local/bin/podagent                      the agent
+#   /usr/local/bin/podagent-logger               the log driver the shims run, one per container
 #   /usr/local/lib/podagent/images/images.tar    the images `make build` makes (pause, kubia,
 #                                                busybox): imported by the agent at start, served
 #                                                by podagent-mirror
@@ -24,6 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bin=/usr/local/bin/podagent
+# The lean log driver: the runtime runs it for container logs when it sits beside the agent.
+logger=/usr/local/bin/podagent-logger
 libdir=/usr/local/lib/podagent
 archive=/usr/local/lib/podagent/images/images.tar
 unitdir=/etc/systemd/system
@@ -60,7 +63,7 @@ uninstall() {
     # What `systemctl enable` made, for when systemd does not run here to disable it.
     rm -f "$unitdir"/*.wants/"$u"
   done
-  rm -f "$bin" "$bin.new"
+  rm -f "$bin" "$bin.new" "$logger" "$logger.new"
   rm -rf "$libdir"
   if systemd_running; then
     systemctl daemon-reload
@@ -80,6 +83,7 @@ install_all() {
   make --no-print-directory build
 
   put bin/podagent "$bin" 0755
+  put bin/podagent-logger "$logger" 0755
   put bin/images/images.tar "$archive" 0644
   for u in "${units[@]}"; do
     put "hack/systemd/$u" "$unitdir/$u" 0644

@@ -9,9 +9,16 @@ import (
 	"time"
 )
 
-// copyBufSize is the read buffer of CopyStream: containerd's defaultBufSize. It must not exceed
-// maxLineSize, so that one read adds at most one cut to the line being assembled.
-const copyBufSize = 4096
+// copyBufSize is the read buffer of CopyStream (containerd reads 4096 bytes at a time; a pipe
+// holds 64 KiB). It must not exceed maxLineSize, so that one read adds at most one cut to the line
+// being assembled.
+const copyBufSize = 8 << 10
+
+// maxBatch is how many bytes of records CopyStream gathers before it writes them: records are
+// written once what the pipe had ready is consumed (so a line waits for no later one) or when the
+// batch reaches this size. One write(2) per batch rather than per line is what lets the driver
+// keep up with a container that writes short lines as fast as it can.
+const maxBatch = 64 << 10
 
 // CopyStream copies r (a container's stdout or stderr pipe) into w as CRI records tagged with
 // stream ("stdout" or "stderr") until r reaches EOF or fails, splitting lines longer than 16 KiB
@@ -32,18 +39,33 @@ func CopyStream(w *Writer, stream string, r io.Reader, now func() time.Time) err
 	var (
 		br       = bufio.NewReaderSize(r, copyBufSize)
 		line     []byte // the line so far, without its newline; at most maxLineSize after each cut
-		rec      []byte // reused record buffer
+		batch    []byte // records not written yet
+		ends     []int  // where each record of batch ends
 		writeErr error
 		readErr  error
 	)
-	emit := func(partial bool, content []byte) {
-		rec = appendRecord(rec[:0], now(), stream, partial, content)
-		if err := w.writeRecord(rec); err != nil && writeErr == nil {
+	flush := func() {
+		if len(ends) == 0 {
+			return
+		}
+		if err := w.writeRecords(batch, ends); err != nil && writeErr == nil {
 			writeErr = err
 			slog.Error("write container log, dropping output until it succeeds", "path", w.path, "stream", stream, "error", err)
 		}
+		batch, ends = batch[:0], ends[:0]
+	}
+	emit := func(partial bool, content []byte) {
+		batch = appendRecord(batch, now(), stream, partial, content)
+		ends = append(ends, len(batch))
+		if len(batch) >= maxBatch {
+			flush()
+		}
 	}
 	for {
+		// Nothing more is ready: write what was read before blocking for more.
+		if br.Buffered() == 0 {
+			flush()
+		}
 		chunk, more, err := readLineChunk(br)
 		line = append(line, chunk...)
 		if err != nil {
@@ -68,6 +90,7 @@ func CopyStream(w *Writer, stream string, r io.Reader, now func() time.Time) err
 			break
 		}
 	}
+	flush()
 	return errors.Join(readErr, writeErr)
 }
 

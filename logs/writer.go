@@ -129,6 +129,49 @@ func (w *Writer) writeRecord(rec []byte) error {
 	return errors.Join(rotateErr, err)
 }
 
+// writeRecords writes whole records (each ending in a newline) with as few write(2) calls as
+// rotation allows: one for all of them unless the file reaches maxSize among them, in which case
+// it rotates between two records, as writeRecord does. ends are the offsets in recs at which each
+// record ends. A reader still never sees half a record unless the process dies mid-write.
+func (w *Writer) writeRecords(recs []byte, ends []int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return fmt.Errorf("write container log %s: %w", w.path, os.ErrClosed)
+	}
+	var errs []error
+	start := 0 // of the records not written yet
+	flush := func(end int) {
+		if end == start {
+			return
+		}
+		n, err := w.f.Write(recs[start:end])
+		w.size += int64(n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("write container log %s: %w", w.path, err))
+		}
+		start = end
+	}
+	prev := 0
+	for _, end := range ends {
+		pending := int64(end - start)
+		if w.size+pending > w.maxSize && w.size+int64(prev-start) > 0 {
+			// This record would take the file past maxSize: what comes before it goes into the
+			// current file, then the file rotates.
+			flush(prev)
+			if w.size > 0 {
+				if err := w.rotate(); err != nil {
+					// Keep writing to the current file: an oversized file beats lost lines.
+					errs = append(errs, err)
+				}
+			}
+		}
+		prev = end
+	}
+	flush(prev)
+	return errors.Join(errs...)
+}
+
 // rotate renames the current file aside, starts a new one and prunes the oldest rotated files.
 // The rename comes before the new file exists, so a follower that finds a new file at path knows
 // the old one is complete. w.mu is held.

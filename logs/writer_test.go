@@ -26,64 +26,84 @@ func TestWriterRotation(t *testing.T) {
 		{"two files", int64(7*recordSize + 3), 2, 100, true, 2},
 		{"record larger than max size", int64(recordSize / 2), 3, 10, true, 3},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c", "0.log")
-			w, err := NewWriter(path, tt.maxSize, tt.maxFiles)
-			if err != nil {
-				t.Fatal(err)
+	// Each case twice: record by record, and all records in one batch (as CopyStream writes
+	// them), which must rotate between the same records.
+	for _, tc := range tests {
+		for _, batched := range []bool{false, true} {
+			tt := tc
+			name := tt.name
+			if batched {
+				name += ", batched"
 			}
-			clock := testClock(time.Second)
-			if tt.sameSecond {
-				clock = func() time.Time { return baseTime }
-			}
-			w.now = clock
-			for i := range tt.lines {
-				if err := w.writeRecord([]byte(raw(i, Stdout, tagFull, fmt.Sprintf("line %04d", i)))); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			rotated, err := rotatedFiles(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files := append(rotated, rotatedName{path: path})
-			if len(files) != tt.wantFiles {
-				t.Fatalf("got %d files %v, want %d", len(files), files, tt.wantFiles)
-			}
-			entries, _ := os.ReadDir(filepath.Dir(path))
-			if len(entries) != tt.wantFiles {
-				t.Fatalf("directory holds %d entries, want %d", len(entries), tt.wantFiles)
-			}
-			// The kept files, oldest first, hold the newest lines without a gap, each file within
-			// maxSize unless it holds a single record.
-			var got []string
-			for _, f := range files {
-				st, err := os.Stat(f.path)
+			t.Run(name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "c", "0.log")
+				w, err := NewWriter(path, tt.maxSize, tt.maxFiles)
 				if err != nil {
 					t.Fatal(err)
 				}
-				recs := parseFile(t, f.path)
-				if st.Size() > tt.maxSize && len(recs) > 1 {
-					t.Fatalf("%s is %d bytes, more than max size %d", f.path, st.Size(), tt.maxSize)
+				clock := testClock(time.Second)
+				if tt.sameSecond {
+					clock = func() time.Time { return baseTime }
 				}
-				for _, r := range recs {
-					got = append(got, string(r.content))
+				w.now = clock
+				var batch []byte
+				var ends []int
+				for i := range tt.lines {
+					rec := []byte(raw(i, Stdout, tagFull, fmt.Sprintf("line %04d", i)))
+					if batched {
+						batch = append(batch, rec...)
+						ends = append(ends, len(batch))
+					} else if err := w.writeRecord(rec); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			if len(got) == 0 {
-				t.Fatal("no lines kept")
-			}
-			first := tt.lines - len(got)
-			for i, line := range got {
-				if want := fmt.Sprintf("line %04d", first+i); line != want {
-					t.Fatalf("kept line %d = %q, want %q", i, line, want)
+				if batched {
+					if err := w.writeRecords(batch, ends); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-		})
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				rotated, err := rotatedFiles(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files := append(rotated, rotatedName{path: path})
+				if len(files) != tt.wantFiles {
+					t.Fatalf("got %d files %v, want %d", len(files), files, tt.wantFiles)
+				}
+				entries, _ := os.ReadDir(filepath.Dir(path))
+				if len(entries) != tt.wantFiles {
+					t.Fatalf("directory holds %d entries, want %d", len(entries), tt.wantFiles)
+				}
+				// The kept files, oldest first, hold the newest lines without a gap, each file within
+				// maxSize unless it holds a single record.
+				var got []string
+				for _, f := range files {
+					st, err := os.Stat(f.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					recs := parseFile(t, f.path)
+					if st.Size() > tt.maxSize && len(recs) > 1 {
+						t.Fatalf("%s is %d bytes, more than max size %d", f.path, st.Size(), tt.maxSize)
+					}
+					for _, r := range recs {
+						got = append(got, string(r.content))
+					}
+				}
+				if len(got) == 0 {
+					t.Fatal("no lines kept")
+				}
+				first := tt.lines - len(got)
+				for i, line := range got {
+					if want := fmt.Sprintf("line %04d", first+i); line != want {
+						t.Fatalf("kept line %d = %q, want %q", i, line, want)
+					}
+				}
+			})
+		}
 	}
 }
 

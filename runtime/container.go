@@ -109,6 +109,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sb *Sandbox, pod *corev1.
 		PodDir:     r.podDir(sb.Pod.UID),
 		VolumePath: func(name string) (string, error) { return r.volumePath(pod, name) },
 		Limits:     r.limits,
+		ShimGroup:  r.shimGroup(sb.ID),
 	})
 	if err != nil {
 		return nil, err
@@ -168,7 +169,7 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 	// stopping): containerd 1.6 leaves a shim behind when a task's creation is cancelled midway.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
 	defer cancel()
-	task, err := c.NewTask(ctx, driver.Creator(r.cfg.LogDriver, driver.Settings{
+	task, err := c.NewTask(ctx, logDriverIO(r.logDriver, driver.Settings{
 		Path: logPath, MaxSize: r.cfg.LogMaxSize, MaxFiles: r.cfg.LogMaxFiles,
 	}))
 	if err != nil {

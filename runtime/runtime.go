@@ -39,7 +39,7 @@ type Config struct {
 	// LogDir holds container logs in the kubelet's layout.
 	LogDir string
 	// LogDriver is the binary the shim starts to write each container's log (podagent itself);
-	// LogMaxSize and LogMaxFiles are its rotation settings.
+	// a podagent-logger beside it is used instead (see resolveLogDriver). LogMaxSize and LogMaxFiles are its rotation settings.
 	LogDriver   string
 	LogMaxSize  int64
 	LogMaxFiles int
@@ -57,6 +57,11 @@ type Runtime struct {
 	client *containerd.Client
 	net    *netns.Network
 	limits Limits
+	// logDriver is the log driver the shims run (see resolveLogDriver).
+	logDriver string
+	// shimPerContainer makes tasks the way podagent did before pods had one shim: in tests, a
+	// pod as an older agent left it.
+	shimPerContainer bool
 }
 
 // New connects to containerd. It changes nothing on the host.
@@ -74,7 +79,7 @@ func New(ctx context.Context, cfg Config, network *netns.Network) (*Runtime, err
 		client.Close()
 		return nil, err
 	}
-	return &Runtime{cfg: cfg, client: client, net: network, limits: limits}, nil
+	return &Runtime{cfg: cfg, client: client, net: network, limits: limits, logDriver: resolveLogDriver(cfg.LogDriver)}, nil
 }
 
 // Close closes the connection to containerd. Containers keep running.

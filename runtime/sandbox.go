@@ -58,7 +58,7 @@ func (r *Runtime) RunSandbox(ctx context.Context, pod *corev1.Pod) (_ *Sandbox, 
 	}
 	id := newID()
 	sb := &Sandbox{ID: id, Pod: ref, NetNSPath: r.net.Path(id), SpecHash: SandboxHash(pod)}
-	opts, err := sandboxSpecOpts(sandboxSpecInput{Pod: pod, Image: imgCfg, NetNSPath: sb.NetNSPath, ShmPath: r.shmPath(id), Limits: r.limits})
+	opts, err := sandboxSpecOpts(sandboxSpecInput{Pod: pod, Image: imgCfg, NetNSPath: sb.NetNSPath, ShmPath: r.shmPath(id), Limits: r.limits, ShimGroup: r.shimGroup(id)})
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +161,14 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	}
 	slog.Info("removed sandbox", "pod", pod.String(), "sandbox", id)
 	return nil
+}
+
+// shimGroup is the shim group of the tasks of sandbox id: the sandbox itself.
+func (r *Runtime) shimGroup(sandboxID string) string {
+	if r.shimPerContainer {
+		return ""
+	}
+	return sandboxID
 }
 
 // podNetwork is what CNI is told about pod: its identity and its hostPorts.

@@ -39,12 +39,21 @@ func (r *Runtime) ReapOrphanShims(ctx context.Context, containerdStateDir string
 			shims[e.Name()] = nil
 		}
 	}
+	grouped, err := r.liveShimGroups(ctx)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for id, pids := range shims {
 		_, err := r.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
 		err = errgrpc.ToNative(err) // the raw service speaks gRPC status codes
 		if err == nil || !errdefs.IsNotFound(err) {
 			continue // a live task, or containerd cannot tell: leave it
+		}
+		if grouped[id] {
+			// A pod's shim is named after the task that started it, the pause: it still serves
+			// the pod's app containers when the pause task is gone.
+			continue
 		}
 		dir := filepath.Join(bundles, id)
 		if mounted(dir) {
@@ -61,6 +70,29 @@ func (r *Runtime) ReapOrphanShims(ctx context.Context, containerdStateDir string
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// liveShimGroups are the shim groups (sandbox IDs) that some app container's live task is in.
+func (r *Runtime) liveShimGroups(ctx context.Context) (map[string]bool, error) {
+	resp, err := r.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", errgrpc.ToNative(err))
+	}
+	live := map[string]bool{}
+	for _, t := range resp.Tasks {
+		live[t.ID] = true
+	}
+	ctrs, err := r.client.ContainerService().List(ctx, fmt.Sprintf("labels.%q==%s", LabelKind, KindContainer))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	groups := map[string]bool{}
+	for _, c := range ctrs {
+		if live[c.ID] {
+			groups[c.Labels[LabelSandboxID]] = true
+		}
+	}
+	return groups, nil
 }
 
 // shimPIDs finds the shim processes of namespace ns by command line, by container ID.

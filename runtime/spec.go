@@ -26,7 +26,10 @@ type Limits struct {
 
 // sandboxSpecInput is everything the pause container's spec depends on.
 type sandboxSpecInput struct {
-	Pod       *corev1.Pod
+	Pod *corev1.Pod
+	// ShimGroup names the shim that serves the pod's tasks (see withShimGroup); empty for a
+	// shim of the sandbox's own.
+	ShimGroup string
 	Image     ocispec.ImageConfig
 	NetNSPath string
 	ShmPath   string
@@ -51,12 +54,15 @@ func sandboxSpecOpts(in sandboxSpecInput) ([]oci.SpecOpts, error) {
 		withShm(in.ShmPath),
 		withOOMScoreAdj(sandboxOOMScoreAdj),
 		withClamp(in.Limits),
+		withShimGroup(in.ShimGroup),
 	}, nil
 }
 
 // containerSpecInput is everything an app container's spec depends on.
 type containerSpecInput struct {
-	Pod        *corev1.Pod
+	Pod *corev1.Pod
+	// ShimGroup names the shim that serves the pod's tasks (see withShimGroup).
+	ShimGroup  string
 	Container  *corev1.Container
 	Image      ocispec.ImageConfig
 	NetNSPath  string
@@ -103,12 +109,37 @@ func containerSpecOpts(in containerSpecInput) ([]oci.SpecOpts, error) {
 		oci.WithMounts(mounts),
 		withResources(c),
 		withOOMScoreAdj(oomScoreAdj(pod, c, in.Limits.MemoryCapacity)),
+		withShimGroup(in.ShimGroup),
 	}
 	opts = append(opts, userOpts(pod, c, in.Image)...)
 	if sc := c.SecurityContext; sc != nil && sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
 	return append(opts, withClamp(in.Limits)), nil
+}
+
+// AnnotationShimGroup is the annotation by which containerd's runc v2 shim serves several tasks
+// from one process: a task whose spec carries a group is handed to the shim already listening on
+// that group's socket, or starts it. containerd 1.6's shim reads it (and CRI's
+// io.kubernetes.cri.sandbox-id) from the bundle's config.json when it is started.
+const AnnotationShimGroup = "io.containerd.runc.v2.group"
+
+// withShimGroup puts a task in shim group: podagent groups a pod's pause and app containers by the
+// sandbox ID, as containerd's CRI does, so that a pod costs one shim (some 13 MiB) instead of one
+// per container. The shim's socket is derived from the group exactly as from a task ID, so a
+// container of a sandbox started before grouping (pause in a shim of its own, whose ID is the
+// group) joins the pause's shim too.
+func withShimGroup(group string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if group == "" {
+			return nil
+		}
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AnnotationShimGroup] = group
+		return nil
+	}
 }
 
 // containerArgs applies Kubernetes semantics: command replaces the image's ENTRYPOINT, args
