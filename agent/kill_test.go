@@ -44,7 +44,7 @@ func startAgentProcess(t *testing.T, bin string, cfg agent.Config) *agentProcess
 		"--containerd-address", cfg.ContainerdAddress, "--containerd-namespace", cfg.ContainerdNamespace,
 		"--pod-cidr", cfg.PodCIDR, "--bridge-name", cfg.BridgeName, "--node-name", cfg.NodeName,
 		"--manifest-dir", cfg.ManifestDir, "--pause-image", cfg.PauseImage, "--resolv-conf", cfg.ResolvConf,
-		"--listen", "",
+		"--listen", cfg.Listen,
 	}
 	for _, a := range cfg.ImageArchives {
 		args = append(args, "--image-archive", a)

@@ -282,7 +282,6 @@ spec:
 		{name: "apply mirror pod", method: "PATCH", path: pods + "/new?fieldManager=test", ctype: apply, body: strings.Replace(strings.Replace(applyPod, "name: bound", "name: new", 1), "labels:", "annotations: {kubernetes.io/config.mirror: x}\n  labels:", 1), code: 403, reason: metav1.StatusReasonForbidden},
 		{name: "apply cbor", method: "PATCH", path: pod + "?fieldManager=test", ctype: "application/apply-patch+cbor", body: "\xa0", code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
 		{name: "apply node spec", method: "PATCH", path: "/api/v1/nodes/node?fieldManager=test&force=true", ctype: apply, body: "apiVersion: v1\nkind: Node\nmetadata: {name: node}\nspec: {podCIDR: 10.9.0.0/24}\n", code: 422, reason: metav1.StatusReasonInvalid, cause: "spec"},
-		{name: "apply missing node", method: "PATCH", path: "/api/v1/nodes/other?fieldManager=test", ctype: apply, body: "apiVersion: v1\nkind: Node\nmetadata: {name: other}\n", code: 404, reason: metav1.StatusReasonNotFound},
 		{name: "patch unknown type", method: "PATCH", path: pod, ctype: "text/plain", body: `{}`, code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
 		{name: "patch no type", method: "PATCH", path: pod, ctype: "", body: `{}`, code: 415, reason: metav1.StatusReasonUnsupportedMediaType},
 		{name: "patch collection", method: "PATCH", path: pods, ctype: merge, body: `{}`, code: 405, reason: metav1.StatusReasonMethodNotAllowed},
@@ -308,7 +307,7 @@ spec:
 		{name: "delete collection bad selector", method: "DELETE", path: pods + "?labelSelector=app+in+(", code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "delete collection bad field", method: "DELETE", path: pods + "?fieldSelector=spec.bogus%3Dx", code: 400, reason: metav1.StatusReasonBadRequest},
 		{name: "delete collection dry run", method: "DELETE", path: pods + "?dryRun=All", code: 200},
-		{name: "delete node", method: "DELETE", path: "/api/v1/nodes/node", code: 405, reason: metav1.StatusReasonMethodNotAllowed},
+		{name: "delete node status", method: "DELETE", path: "/api/v1/nodes/node/status", code: 405, reason: metav1.StatusReasonMethodNotAllowed},
 
 		// List and watch.
 		{name: "list bad label selector", method: "GET", path: pods + "?labelSelector=app+in+(", code: 400, reason: metav1.StatusReasonBadRequest},
@@ -338,7 +337,7 @@ spec:
 		{name: "unknown subresource", method: "GET", path: pod + "/bogus", code: 404, reason: metav1.StatusReasonNotFound},
 		{name: "unknown resource", method: "GET", path: "/api/v1/namespaces/fuzz/bogus", code: 404, reason: metav1.StatusReasonNotFound},
 		{name: "unknown group", method: "GET", path: "/apis/apps/v1/namespaces/fuzz/deployments", code: 404, reason: metav1.StatusReasonNotFound},
-		{name: "post events", method: "POST", path: "/api/v1/namespaces/fuzz/events", ctype: js, body: `{}`, code: 405, reason: metav1.StatusReasonMethodNotAllowed},
+		{name: "post nameless event", method: "POST", path: "/api/v1/namespaces/fuzz/events", ctype: js, body: `{}`, code: 422, reason: metav1.StatusReasonInvalid, cause: "metadata.name"},
 		{name: "post status", method: "POST", path: pod + "/status", ctype: js, body: `{}`, code: 405, reason: metav1.StatusReasonMethodNotAllowed},
 	}
 	for _, tc := range tests {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
 )
 
 // kind is what the generic handlers need to know about one resource.
@@ -253,8 +254,17 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, k *kind) {
 	if obj.GetName() == "" && obj.GetGenerateName() != "" {
 		obj.SetName(obj.GetGenerateName() + randomSuffix())
 	}
-	// What the server sets is the server's, whatever the client sent.
-	obj.SetUID("")
+	if obj.GetName() == "" {
+		writeError(w, apierrors.NewInvalid(k.gvk().GroupKind(), "", field.ErrorList{
+			field.Required(field.NewPath("metadata", "name"), "name or generateName is required")}))
+		return
+	}
+	// What the server sets is the server's, whatever the client sent; except that a node's
+	// mirror pod keeps the UID of the static pod it shows, so that the API and the node (its
+	// containers, its log directory /var/log/pods/NS_NAME_UID) name the pod alike.
+	if !(isNode(r.Context()) && obj.GetAnnotations()[keys.MirrorAnnotation] != "") {
+		obj.SetUID("")
+	}
 	obj.SetCreationTimestamp(metav1.Time{})
 	obj.SetResourceVersion("")
 	obj.SetGeneration(0)
