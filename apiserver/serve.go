@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
 )
 
 // Listener is the API served over HTTPS, with the kubeconfig that reaches it.
