@@ -83,6 +83,10 @@ func TestTwoAgentsSideBySide(t *testing.T) {
 		if err != nil || len(sbs) != 0 {
 			return fmt.Errorf("agent one still has sandboxes %v (%v)", sbs, err)
 		}
+		// The pod's directory goes last.
+		if uids, err := one.rt.PodDirUIDs(); err != nil || len(uids) != 0 {
+			return fmt.Errorf("agent one still has pod directories %v (%v)", uids, err)
+		}
 		return nil
 	})
 	one.rt.AssertNothingLeft(t)

@@ -44,6 +44,9 @@ type Config struct {
 	// Kubeconfig, when set, makes the agent a node of the cluster it reaches (node mode): the
 	// embedded API is not started.
 	Kubeconfig string
+	// BootstrapKubeconfig, when Kubeconfig does not hold a valid client certificate, gets one by
+	// TLS bootstrap and writes Kubeconfig (<root-dir>/kubelet.kubeconfig unless given).
+	BootstrapKubeconfig string
 	// KubeletListen is where the kubelet API (logs, exec, port-forward, stats) is served in node
 	// mode, for the cluster's apiserver; ClientCAFile verifies the client certificates it accepts.
 	KubeletListen string

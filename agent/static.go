@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -107,12 +111,42 @@ func (s *staticPods) apply(u source.Update) []staticRef {
 	for uid, p := range prev {
 		if _, ok := next[uid]; !ok {
 			slog.Info("static pod removed from its source", "pod", p.Namespace+"/"+p.Name, "source", u.Source)
+			s.markRemoved(uid)
 			changed = append(changed, staticRef{p.UID, p.Namespace, p.Name})
 		}
 	}
 	s.bySource[u.Source] = next
 	s.reported[u.Source] = true
 	return changed
+}
+
+// removedDir holds a file per static pod removed from its source whose removal from the node
+// has not finished: the pod's UID stays the same if its manifest comes back, and it must then
+// start anew (a new sandbox, restart count 0), as the kubelet lets a static pod start again only
+// once the old one has terminated, also after the agent was killed in the middle.
+func (s *staticPods) removedDir() string { return filepath.Join(s.a.cfg.RootDir, "static-removed") }
+
+func (s *staticPods) markRemoved(uid types.UID) {
+	if err := os.MkdirAll(s.removedDir(), 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(s.removedDir(), string(uid)), nil, 0o644)
+		if err == nil {
+			return
+		}
+	}
+	slog.Warn("record static pod removal", "uid", uid)
+}
+
+// removing reports whether the static pod uid is still being removed.
+func (s *staticPods) removing(uid types.UID) bool {
+	_, err := os.Stat(filepath.Join(s.removedDir(), string(uid)))
+	return err == nil
+}
+
+// removed records that everything of the static pod uid is gone.
+func (s *staticPods) removed(uid types.UID) {
+	if err := os.Remove(filepath.Join(s.removedDir(), string(uid))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		slog.Warn("record static pod removed", "uid", uid, "err", err)
+	}
 }
 
 // get is a copy of the static pod with uid, nil if there is none.

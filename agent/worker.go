@@ -122,7 +122,12 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 		if interrupted {
 			return false, 0, nil
 		}
-		return err == nil, 0, err
+		if err != nil {
+			return false, 0, err
+		}
+		a.static.removed(w.uid)
+		// A static pod whose manifest came back while it was removed now starts anew.
+		return a.static.get(w.uid) == nil, 0, nil
 	case pod.DeletionTimestamp != nil:
 		return a.finishDeletion(ctx, w, pod)
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
@@ -184,6 +189,9 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 // (with the status its mirror shows), or a pod the API bound to the node, with the worker's UID.
 func (a *Agent) desiredPod(_ context.Context, w *podWorker) (*corev1.Pod, error) {
 	if p := a.static.get(w.uid); p != nil {
+		if a.static.removing(w.uid) {
+			return nil, nil // its earlier self is still being removed
+		}
 		if m := a.mirrorOf(p); m != nil {
 			p.Status = m.Status
 		}

@@ -43,6 +43,15 @@ func Start(ctx context.Context, cfg agent.Config) (_ *Node, retErr error) {
 	}()
 	var restCfg *rest.Config
 	var err error
+	if cfg.BootstrapKubeconfig != "" {
+		if cfg.Kubeconfig == "" {
+			cfg.Kubeconfig = filepath.Join(cfg.RootDir, "kubelet.kubeconfig")
+		}
+		if err := bootstrap(ctx, cfg.BootstrapKubeconfig, cfg.Kubeconfig, filepath.Join(cfg.RootDir, "pki"), cfg.NodeName); err != nil {
+			return nil, err
+		}
+		n.cfg = cfg
+	}
 	if cfg.Kubeconfig != "" {
 		if restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
 			return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
