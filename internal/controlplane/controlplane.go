@@ -11,6 +11,8 @@
 //   - kube-controller-manager signs CSRs with the cluster CA and allocates each node a /24 from
 //     10.244.0.0/16 (spec.podCIDR); --service-cluster-ip-range 10.96.0.0/16 only lives in etcd.
 //   - etcd speaks plain HTTP on loopback: nothing but the apiserver reaches it.
+//   - services/default/kubernetes exists (the e2e framework needs it) but has no endpoints:
+//     kube-apiserver refuses to publish its loopback address (--endpoint-reconciler-type=none).
 package controlplane
 
 import (
@@ -192,10 +194,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}); err != nil {
 		fatal("%v", err)
 	}
+	etcdReady := time.Since(began)
 
 	apiserver := c.start(t, "kube-apiserver", filepath.Join(opts.BinDir, "kube-apiserver"), append([]string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
+		// The lease reconciler refuses a loopback address for the endpoints of
+		// services/default/kubernetes; with none the Service still exists, without endpoints.
+		"--endpoint-reconciler-type=none",
 		"--cert-dir=" + filepath.Join(c.Dir, "apiserver-certs"), // never /var/run/kubernetes
 		"--tls-cert-file=" + p.APIServer.CertFile, "--tls-private-key-file=" + p.APIServer.KeyFile,
 		"--client-ca-file=" + p.CA.CertFile,
@@ -217,6 +223,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}); err != nil {
 		fatal("%v", err)
 	}
+	apiReady := time.Since(began)
 
 	cm := c.start(t, "kube-controller-manager", filepath.Join(opts.BinDir, "kube-controller-manager"), append([]string{
 		"--kubeconfig=" + filepath.Join(c.Dir, "controller-manager.kubeconfig"),
@@ -224,7 +231,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		"--authorization-kubeconfig=" + filepath.Join(c.Dir, "controller-manager.kubeconfig"),
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(cmPort),
 		"--cert-dir=" + filepath.Join(c.Dir, "controller-manager-certs"),
-		"--client-ca-file=" + p.CA.CertFile,
+		// The cluster CA is the only client CA: reading kube-system/extension-apiserver-authentication
+		// would only log, every second, that it has no front-proxy CA.
+		"--client-ca-file=" + p.CA.CertFile, "--authentication-skip-lookup=true",
 		"--root-ca-file=" + p.CA.CertFile,
 		"--service-account-private-key-file=" + p.SAKeyFile,
 		"--use-service-account-credentials=true",
@@ -243,6 +252,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 		"--authentication-kubeconfig=" + filepath.Join(c.Dir, "scheduler.kubeconfig"),
 		"--authorization-kubeconfig=" + filepath.Join(c.Dir, "scheduler.kubeconfig"),
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(schedPort),
+		"--cert-dir=" + filepath.Join(c.Dir, "scheduler-certs"),
+		"--client-ca-file=" + p.CA.CertFile, "--authentication-skip-lookup=true",
 		"--leader-elect=false",
 		"--profiling=false",
 	}, opts.SchedulerArgs...)...)
@@ -259,13 +270,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}); err != nil {
 		fatal("%v", err)
 	}
+	healthy := time.Since(began)
 	// The serviceaccount controller's first act; pods can be created in default from then on.
 	if err := waitFor(ctx, cm, "ServiceAccount default/default", func(ctx context.Context) error {
 		return httpOK(ctx, c.admin, c.Server+"/api/v1/namespaces/default/serviceaccounts/default")
 	}); err != nil {
 		fatal("%v", err)
 	}
-	t.Logf("control plane %s ready at %s in %s (dir %s)", Version, c.Server, time.Since(began).Round(time.Millisecond), c.Dir)
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	t.Logf("control plane %s ready at %s in %s (etcd %s, kube-apiserver %s, controller-manager and scheduler %s; dir %s)",
+		Version, c.Server, ms(time.Since(began)), ms(etcdReady), ms(apiReady), ms(healthy), c.Dir)
 	return c
 }
 
