@@ -55,7 +55,7 @@ bench:
 clean:
 	rm -rf $(BIN)
 
-.PHONY: controlplane
+.PHONY: controlplane controlplane-e2e
 
 # kube-apiserver, kube-controller-manager and kube-scheduler of the k8s.io/kubernetes release
 # matching go.mod's k8s.io/api, built from the Go module proxy into /var/cache/podagent (a no-op once
@@ -63,6 +63,10 @@ clean:
 controlplane:
 	hack/controlplane/deps.sh
 	hack/controlplane/build.sh
+
+# The upstream e2e binary (e2e.test) and agnhost, from the same module, into the same cache.
+controlplane-e2e: controlplane
+	hack/controlplane/build.sh e2e.test agnhost
 
 .PHONY: install uninstall
 

@@ -97,9 +97,9 @@ func tail(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// Leftovers lists the processes (pid and command line) whose command line mentions dir: every
-// component of a cluster names its own temporary directory in its flags, so after Stop this is
-// empty unless something escaped.
+// Leftovers lists the processes (pid and command line) whose command line names a path under
+// dir: every component of a cluster names files in its own temporary directory in its flags, so
+// after Stop this is empty unless something escaped.
 func Leftovers(dir string) ([]string, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -119,7 +119,7 @@ func Leftovers(dir string) ([]string, error) {
 			return nil, err
 		}
 		cmdline := strings.TrimSpace(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
-		if strings.Contains(cmdline, dir) {
+		if strings.Contains(cmdline, dir+"/") { // not a sibling such as .../0010 of .../001
 			found = append(found, e.Name()+": "+cmdline)
 		}
 	}
