@@ -13,6 +13,9 @@
 //   - etcd speaks plain HTTP on loopback: nothing but the apiserver reaches it.
 //   - services/default/kubernetes exists (the e2e framework needs it) but has no endpoints:
 //     kube-apiserver refuses to publish its loopback address (--endpoint-reconciler-type=none).
+//   - kube-apiserver reaches a node's kubelet port at its InternalIP, then Hostname. Pod logs,
+//     exec, attach and port-forward accept a loopback address; nodes/proxy (stats, metrics
+//     through the apiserver) answers "address not allowed" unless it is a global unicast one.
 package controlplane
 
 import (

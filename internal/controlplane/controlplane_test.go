@@ -48,6 +48,11 @@ func TestControlPlane(t *testing.T) {
 		t.Fatalf("kubectl get --raw /readyz: %v: %s", err, out)
 	}
 
+	// The e2e framework's suite setup needs it.
+	if err := c.Do(ctx, http.MethodGet, "/api/v1/namespaces/default/services/kubernetes", nil, nil); err != nil {
+		t.Fatalf("services/default/kubernetes: %v", err)
+	}
+
 	ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: "podagent-test"}}
 	if err := c.Do(ctx, http.MethodPost, "/api/v1/namespaces", ns, nil); err != nil {
 		t.Fatalf("create namespace: %v", err)
