@@ -38,7 +38,7 @@ run: deps build containerd
 # with a clear message elsewhere). -p 1: the e2e packages share one containerd and would only
 # contend for the machine's two cores.
 test: lint
-	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory containerd; fi
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory containerd controlplane; fi
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 unit:
@@ -61,6 +61,19 @@ bench: deps
 
 clean:
 	rm -rf $(BIN)
+
+.PHONY: controlplane controlplane-e2e
+
+# kube-apiserver, kube-controller-manager and kube-scheduler of the k8s.io/kubernetes release
+# matching go.mod's k8s.io/api, built from the Go module proxy into /var/cache/podagent (a no-op once
+# built), and Debian's etcd-server: what internal/controlplane runs. See hack/controlplane/build.sh.
+controlplane:
+	hack/controlplane/deps.sh
+	hack/controlplane/build.sh
+
+# The upstream e2e binary (e2e.test) and agnhost, from the same module, into the same cache.
+controlplane-e2e: controlplane
+	hack/controlplane/build.sh e2e.test agnhost
 
 .PHONY: install uninstall
 
