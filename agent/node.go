@@ -133,28 +133,38 @@ func nodeObject(name, podCIDR string, labels map[string]string, f hostFacts, now
 func (a *Agent) registerNode(ctx context.Context, facts hostFacts) (*corev1.Node, error) {
 	nodes := a.client.CoreV1().Nodes()
 	name := a.cfg.NodeName
+	// In a cluster the pod CIDR is the cluster's to give (spec.podCIDR), not the node's to claim,
+	// as the kubelet's --pod-cidr is for standalone use only.
+	ownCIDR := a.cfg.PodCIDR
+	if a.cfg.Kubeconfig != "" {
+		ownCIDR = ""
+	}
 	old, err := nodes.Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		n := nodeObject(name, a.cfg.PodCIDR, a.cfg.NodeLabels, facts, time.Now())
-		created, err := nodes.Create(ctx, n, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) {
+		// Status is a subresource: a kube-apiserver drops it on create, and it is written below,
+		// as on an existing node.
+		old, err = nodes.Create(ctx, nodeObject(name, ownCIDR, a.cfg.NodeLabels, facts, time.Now()), metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			old, err = nodes.Get(ctx, name, metav1.GetOptions{})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("register node %s: %w", name, err)
 		}
-		// Status is a subresource: a kube-apiserver drops it on create.
-		created.Status = n.Status
-		if created, err = nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return nil, fmt.Errorf("report status of node %s: %w", name, err)
-		}
-		return created, nil
-	case err != nil:
+		old.Status.Conditions = nil // none reported yet: every transition time is now
+	}
+	if err != nil {
 		return nil, fmt.Errorf("read node %s: %w", name, err)
 	}
 	var updated *corev1.Node
+	attempt := 0
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if updated != nil { // a conflict: read again
+		if attempt++; attempt > 1 { // a conflict: read again
+			prev := old.Status.Conditions
 			if old, err = nodes.Get(ctx, name, metav1.GetOptions{}); err != nil {
 				return err
+			}
+			if prev == nil {
+				old.Status.Conditions = nil
 			}
 		}
 		labels := maps.Clone(old.Labels)
@@ -164,7 +174,7 @@ func (a *Agent) registerNode(ctx context.Context, facts hostFacts) (*corev1.Node
 		maps.Copy(labels, a.cfg.NodeLabels)
 		podCIDR := old.Spec.PodCIDR
 		if podCIDR == "" {
-			podCIDR = a.cfg.PodCIDR
+			podCIDR = ownCIDR
 		}
 		n := nodeObject(name, podCIDR, labels, facts, time.Now())
 		next := old.DeepCopy()

@@ -278,6 +278,13 @@ func (a *Agent) startContainer(ctx context.Context, w *podWorker, pod *corev1.Po
 	}
 	ctr := s.reuse
 	if ctr == nil {
+		if err := a.writeVolumes(ctx, pod); err != nil {
+			if ctx.Err() == nil {
+				w.createErrs[c.Name] = waitState{reason: "CreateContainerConfigError", message: err.Error()}
+				a.event(ctx, pod, "", corev1.EventTypeWarning, "FailedMount", err.Error())
+			}
+			return err
+		}
 		var err error
 		ctr, err = a.rt.CreateContainer(ctx, sb, pod, c, runtime.ContainerOptions{
 			RestartCount: s.restartCount, SpecHash: runtime.ContainerHash(c), BackOff: s.backOff,

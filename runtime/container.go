@@ -351,6 +351,9 @@ func (r *Runtime) volumePath(pod *corev1.Pod, name string) (string, error) {
 			return r.emptyDirPath(string(pod.UID), name), nil
 		case v.HostPath != nil:
 			return hostPathVolume(v.HostPath)
+		case v.Projected != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil:
+			// Written by the agent (ProjectedVolumeDir) before the container is made.
+			return r.ProjectedVolumeDir(string(pod.UID), name), nil
 		}
 		return "", fmt.Errorf("volume %q has no supported source", name)
 	}

@@ -16,6 +16,12 @@ import (
 // the kubelet keeps them under /var/lib/kubelet/pods/<uid>.
 func (r *Runtime) podDir(uid string) string { return filepath.Join(r.cfg.RootDir, "pods", uid) }
 
+// ProjectedVolumeDir is where the files of a pod's projected, configMap, secret or downwardAPI
+// volume are written, for the pod's containers to mount.
+func (r *Runtime) ProjectedVolumeDir(uid, volume string) string {
+	return filepath.Join(r.podDir(uid), "volumes", "kubernetes.io~projected", volume)
+}
+
 func (r *Runtime) emptyDirPath(uid, volume string) string {
 	return filepath.Join(r.podDir(uid), "volumes", "kubernetes.io~empty-dir", volume)
 }
