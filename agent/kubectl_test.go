@@ -122,19 +122,26 @@ func TestKubectlSeedWalkthrough(t *testing.T) {
 			if strings.Join(s.args, " ") == "logs kubia-manual -c kubia" {
 				// The seed's next command: kubectl port-forward kubia-manual 8888:8080, then
 				// curl localhost:8888 (a free local port here, so tests never collide).
-				port := portForward(t, bin, kc, "kubia-manual", "8080")
-				resp, err := http.Get("http://127.0.0.1:" + port)
-				if err != nil {
-					t.Fatalf("GET through port-forward: %v", err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(body) != "You've hit kubia-manual\n" {
-					t.Fatalf("through port-forward: %q, want \"You've hit kubia-manual\"", body)
-				}
+				checkKubiaPortForward(t, bin, kc)
 			}
 		}
 	})
+}
+
+// checkKubiaPortForward forwards a free local port to kubia-manual's 8080 and checks that the app
+// answers through it.
+func checkKubiaPortForward(t *testing.T, bin, kubeconfig string) {
+	t.Helper()
+	port := portForward(t, bin, kubeconfig, "kubia-manual", "8080")
+	resp, err := http.Get("http://127.0.0.1:" + port)
+	if err != nil {
+		t.Fatalf("GET through port-forward: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "You've hit kubia-manual\n" {
+		t.Fatalf("through port-forward: %q, want \"You've hit kubia-manual\"", body)
+	}
 }
 
 func runStep(t *testing.T, bin, kubeconfig string, i int, s step) {

@@ -1,8 +1,6 @@
 package agent_test
 
 import (
-	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -68,16 +66,7 @@ func TestNodeModeJoinsCluster(t *testing.T) {
 				}
 				runStep(t, bin, admin, i+1, s)
 				if strings.Join(s.args, " ") == "logs kubia-manual -c kubia" {
-					port := portForward(t, bin, admin, "kubia-manual", "8080")
-					resp, err := http.Get("http://127.0.0.1:" + port)
-					if err != nil {
-						t.Fatalf("GET through port-forward: %v", err)
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if string(body) != "You've hit kubia-manual\n" {
-						t.Fatalf("through port-forward: %q, want \"You've hit kubia-manual\"", body)
-					}
+					checkKubiaPortForward(t, bin, admin)
 					runStep(t, bin, admin, i, step{args: []string{"exec", "kubia-manual", "--", "echo", "hello from the pod"},
 						want: []string{`^hello from the pod$`}})
 				}
