@@ -75,6 +75,9 @@ type Agent struct {
 	// while the agent shuts down.
 	stopCaches context.CancelFunc
 
+	kubeletHandlerOnce sync.Once
+	kubeletHandler     http.Handler
+
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	wg      sync.WaitGroup

@@ -3,7 +3,9 @@ package agent
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -168,4 +170,31 @@ func memInfo() (total, avail uint64, ok bool) {
 		}
 	}
 	return total, avail, total > 0
+}
+
+// KubeletHandler is the kubelet API served in-process to the embedded API, which has
+// authenticated and authorized the request already (see apiserver.Kubelet).
+func (a *Agent) KubeletHandler() http.Handler {
+	a.kubeletHandlerOnce.Do(func() {
+		s, err := server.New(server.Options{Host: a.KubeletHost(), NodeName: a.cfg.NodeName, Metrics: a.MetricsGatherer(),
+			Authenticator: inProcessUser{}, Authorizer: allowAll{}})
+		if err != nil {
+			panic(fmt.Sprintf("kubelet handler: %v", err)) // only a missing host, authorizer or node name fails
+		}
+		a.kubeletHandler = s
+	})
+	return a.kubeletHandler
+}
+
+// inProcessUser is who the embedded API's requests come as: the API itself.
+type inProcessUser struct{}
+
+func (inProcessUser) AuthenticateRequest(*http.Request) (*server.UserInfo, bool, error) {
+	return &server.UserInfo{Name: "system:apiserver", Groups: []string{"system:masters"}}, true, nil
+}
+
+type allowAll struct{}
+
+func (allowAll) Authorize(context.Context, server.Attributes) (bool, string, error) {
+	return true, "", nil
 }

@@ -1,48 +1,31 @@
 package apiserver
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/podagent/podagent/apiserver/store"
+	"github.com/podagent/podagent/internal/keys"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
-	utilexec "k8s.io/utils/exec"
-
-	"github.com/podagent/podagent/runtime"
 )
 
-// The streaming timeouts are the kubelet's defaults.
-const (
-	// streamIdleTimeout ends an exec or port-forward connection that carried nothing for that
-	// long: the kubelet's streamingConnectionIdleTimeout, 4h.
-	streamIdleTimeout = 4 * time.Hour
-	// streamCreationTimeout bounds the wait for the client's streams after the upgrade: 30s, the
-	// kubelet's (remotecommand.DefaultStreamCreationTimeout).
-	streamCreationTimeout = remotecommand.DefaultStreamCreationTimeout
-)
+// execWebSocketProtocols are the WebSocket subprotocols served for exec: v5.channel.k8s.io, which
+// kubectl 1.30+ asks for first, and the older channel protocols.
+var execWebSocketProtocols = []string{"", "channel.k8s.io", "base64.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "v5.channel.k8s.io"}
 
-// execWebSocketProtocols are the WebSocket subprotocols that the streaming library serves for
-// exec: the legacy v1 to v4 channel protocols. kubectl 1.30+ asks for v5.channel.k8s.io only,
-// which the kube-apiserver translates to SPDY for the kubelet; it is refused here before any
-// upgrade, and kubectl falls back to SPDY.
-var execWebSocketProtocols = []string{"", "channel.k8s.io", "base64.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io"}
-
-// registerStreaming serves the pods/exec and pods/portforward subresources, over SPDY, and over
-// the legacy WebSocket protocols that the streaming library speaks.
+// registerStreaming serves the pods/exec and pods/portforward subresources, over SPDY and over
+// WebSockets, through the node's kubelet API.
 func (s *Server) registerStreaming() {
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
 		s.mux.HandleFunc(m+" /api/v1/namespaces/{namespace}/pods/{name}/exec", s.podExec)
@@ -71,7 +54,8 @@ func (s *Server) podAttach(w http.ResponseWriter, r *http.Request) {
 
 // podExec serves .../pods/NAME/exec with kubectl's query: command (repeated), container, stdin,
 // stdout, stderr, tty. Everything that can fail before the upgrade answers a Kubernetes Status,
-// in the kube-apiserver's order: the options, the pod and container, then the upgrade.
+// in the kube-apiserver's order: the options, the pod and container, then the upgrade; the
+// kubelet API then serves the stream (proxyToKubelet).
 func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 	opts, err := parseExecOptions(r.URL.Query())
 	if err != nil {
@@ -84,7 +68,11 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	id, err := k.ExecTarget(r.Context(), ns, name, opts.container)
+	if _, err := k.ExecTarget(r.Context(), ns, name, opts.container); err != nil {
+		writeError(w, err)
+		return
+	}
+	container, err := s.execContainer(r.Context(), ns, name, opts.container)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -93,47 +81,44 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	// The streaming library hands the executor the request's context, which a hijacked
-	// connection never cancels: the executor gets one that ends when the client goes away.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	remotecommand.ServeExec(&hijackWatcher{ResponseWriter: w, gone: cancel}, r, &executor{kubelet: k, containerID: id, ctx: ctx},
-		name, "", opts.container, opts.command, &opts.streams, streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
-}
-
-// hijackWatcher is a ResponseWriter whose hijacked connection calls gone when reading from it
-// fails: the client closed it (kubectl interrupted) or it broke.
-type hijackWatcher struct {
-	http.ResponseWriter
-	gone func()
-}
-
-func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("the connection cannot be taken over for streaming")
+	// The kubelet's names for the streams, as the kube-apiserver translates them.
+	q := url.Values{"command": opts.command}
+	for _, b := range []struct {
+		name string
+		on   bool
+	}{{"input", opts.streams.Stdin}, {"output", opts.streams.Stdout}, {"error", opts.streams.Stderr}, {"tty", opts.streams.TTY}} {
+		if b.on {
+			q.Set(b.name, "1")
+		}
 	}
-	conn, rw, err := hj.Hijack()
+	proxyToKubelet(w, r, k, "/exec/"+ns+"/"+name+"/"+container, q)
+}
+
+// execContainer is the container an exec reaches: the one named, else the pod's default one.
+// (ExecTarget has checked that it exists and runs.)
+func (s *Server) execContainer(ctx context.Context, ns, name, container string) (string, error) {
+	if container != "" {
+		return container, nil
+	}
+	obj, err := s.store.Get(ctx, store.Pods, ns, name)
 	if err != nil {
-		return nil, nil, err
+		return "", err
 	}
-	// Reads go through the server's buffered reader (it may hold bytes already read), watched.
-	r := bufio.NewReader(&readWatcher{r: rw.Reader, gone: h.gone})
-	return conn, bufio.NewReadWriter(r, rw.Writer), nil
+	pod := obj.(*corev1.Pod)
+	if c := pod.Annotations[keys.DefaultContainerAnnotation]; c != "" {
+		return c, nil
+	}
+	return pod.Spec.Containers[0].Name, nil
 }
 
-// readWatcher calls gone once its reader fails.
-type readWatcher struct {
-	r    io.Reader
-	gone func()
-}
-
-func (w *readWatcher) Read(p []byte) (int, error) {
-	n, err := w.r.Read(p)
-	if err != nil {
-		w.gone()
-	}
-	return n, err
+// proxyToKubelet hands the request over to the node's kubelet API at path with query, as the
+// kube-apiserver proxies exec and port-forward to a node: the kubelet API upgrades the connection
+// (SPDY, or WebSocket) and serves the streams.
+func proxyToKubelet(w http.ResponseWriter, r *http.Request, k Kubelet, path string, query url.Values) {
+	out := r.Clone(r.Context())
+	out.URL = &url.URL{Path: path, RawQuery: query.Encode()}
+	out.RequestURI = out.URL.RequestURI()
+	k.KubeletHandler().ServeHTTP(w, out)
 }
 
 // execOptions are an exec request's query, as the kube-apiserver's PodExecOptions.
@@ -216,62 +201,4 @@ func headerList(values []string) []string {
 		}
 	}
 	return out
-}
-
-// executor runs exec requests in one container through the runtime.
-type executor struct {
-	kubelet     Kubelet
-	containerID string
-	// ctx ends when the client's connection does; the command is then killed, as containerd's
-	// CRI kills an exec whose context ends, rather than left running with nobody attached.
-	ctx context.Context
-}
-
-// ExecInContainer runs cmd and turns a non-zero exit code into the ExitError from which the
-// streaming library reports the code to the client (kubectl exits with it).
-//
-// With a terminal, the client's size changes (kubectl sends the first one at once) resize it.
-func (e *executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errOut io.WriteCloser,
-	tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
-	if e.ctx != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(e.ctx, cancel)
-		defer stop()
-	}
-	// Streams the client did not ask for arrive as nil interfaces, which the runtime leaves unattached.
-	o := runtime.ExecOptions{Cmd: cmd, Stdin: in, Stdout: out, Stderr: errOut, TTY: tty}
-	if tty && resize != nil {
-		sizes := make(chan runtime.TerminalSize)
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			defer close(sizes)
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case s, ok := <-resize:
-					if !ok {
-						return
-					}
-					select {
-					case sizes <- runtime.TerminalSize{Width: s.Width, Height: s.Height}:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}()
-		o.Resize = sizes
-	}
-	code, err := e.kubelet.Exec(ctx, e.containerID, o)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return utilexec.CodeExitError{Err: fmt.Errorf("command %q in container %s exited with %d", cmd, e.containerID, code), Code: code}
-	}
-	return nil
 }

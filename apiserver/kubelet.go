@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/podagent/podagent/logs"
-	"github.com/podagent/podagent/runtime"
 )
 
 // Kubelet is what the embedded API reaches on its node for the pods' logs, exec, port-forward and
@@ -21,10 +20,13 @@ type Kubelet interface {
 	ContainerLog(ctx context.Context, namespace, name string, opts logs.PodLogOptions) (func(out io.Writer) error, error)
 	// ExecTarget is the ID of the running instance of a pod's container ("" for the default one).
 	ExecTarget(ctx context.Context, namespace, name, container string) (string, error)
-	// Exec runs a command in a container and returns its exit code.
-	Exec(ctx context.Context, containerID string, o runtime.ExecOptions) (int, error)
 	// PodNetNS is the network namespace of a running pod, where port-forward dials.
 	PodNetNS(ctx context.Context, namespace, name string) (string, error)
+	// KubeletHandler serves the kubelet API (/exec, /portForward, ...) to the embedded API,
+	// which has authenticated and authorized the request: the API hands exec and port-forward
+	// requests over to it, as a kube-apiserver proxies them to a node's kubelet port, so that
+	// both speak the same protocols (SPDY and WebSocket).
+	KubeletHandler() http.Handler
 	// MetricsHandler serves the node's Prometheus metrics.
 	MetricsHandler() http.Handler
 }
