@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -30,14 +31,16 @@ func nodeConfig(t *testing.T, cluster *controlplane.Cluster, name string) agent.
 // kubectl 1.27 and 1.33 through the real apiserver: the scheduler places the pods, kubia-gpu
 // only once node "node" is labelled gpu=true; logs, describe and port-forward reach the pod's
 // node through the apiserver, and exec too. A third agent joins by TLS bootstrap with a
-// bootstrap token.
+// bootstrap token. A node whose agent stops goes NotReady and comes back Ready with its pod
+// untouched; cordon and drain work.
 func TestNodeModeJoinsCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: skipped with -short")
 	}
-	cluster := controlplane.Start(t, controlplane.Options{})
+	// The node lifecycle controller notices a silent node within 10 s, not the default 50.
+	cluster := controlplane.Start(t, controlplane.Options{ControllerManagerArgs: []string{"--node-monitor-grace-period=10s", "--node-monitor-period=2s"}})
 	startAgentWith(t, nodeConfig(t, cluster, "node"))
-	startAgentWith(t, nodeConfig(t, cluster, "node-b"))
+	nodeB := startAgentWith(t, nodeConfig(t, cluster, "node-b"))
 	// A third node joins with a bootstrap token: its CSR is approved and signed by the cluster.
 	third := testConfig(t, "node-c")
 	third.BootstrapKubeconfig = cluster.BootstrapKubeconfig(t, cluster.BootstrapToken(t))
@@ -78,4 +81,28 @@ func TestNodeModeJoinsCluster(t *testing.T) {
 				want: []string{`not found`}})
 		})
 	}
+
+	// A node goes NotReady when its agent stops and Ready when it comes back; its pods keep
+	// running meanwhile, and nothing is restarted.
+	bin := kubectlBinary(t, kubectlVersions[len(kubectlVersions)-1])
+	pinned := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pinned"},"spec":{"nodeSelector":{"kubernetes.io/hostname":"node-b"},` +
+		`"terminationGracePeriodSeconds":1,"containers":[{"name":"main","image":"busybox","command":["sleep","3600"]}]}}`
+	runStep(t, bin, admin, 0, step{args: []string{"run", "pinned", "--image=busybox", "--overrides=" + pinned}, want: []string{`created`}})
+	runStep(t, bin, admin, 0, step{args: []string{"get", "pod", "pinned", "-o", "wide"}, until: true, want: []string{`(?m)^pinned +1/1 +Running +0 +.* node-b `}})
+	before, _, _ := kubectlRun(t, bin, admin, nil, "get", "pod", "pinned", "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+	nodeB.stop()
+	runStep(t, bin, admin, 0, step{args: []string{"get", "node", "node-b"}, until: true, want: []string{`(?m)^node-b +NotReady +`}})
+	nodeB.start(t)
+	runStep(t, bin, admin, 0, step{args: []string{"get", "node", "node-b"}, until: true, want: []string{`(?m)^node-b +Ready +`}})
+	runStep(t, bin, admin, 0, step{args: []string{"get", "pod", "pinned", "-o", "jsonpath={.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}"},
+		until: true, want: []string{"^" + regexp.QuoteMeta(before) + " 0$"}})
+
+	// Cordon and drain: the node takes no new pods, and its pods are evicted (deleted gracefully,
+	// which the agent carries out).
+	runStep(t, bin, admin, 0, step{args: []string{"cordon", "node-b"}, want: []string{`^node/node-b cordoned$`}})
+	runStep(t, bin, admin, 0, step{args: []string{"get", "node", "node-b"}, want: []string{`(?m)^node-b +Ready,SchedulingDisabled +`}})
+	runStep(t, bin, admin, 0, step{args: []string{"drain", "node-b", "--force", "--ignore-daemonsets", "--timeout=60s"},
+		want: []string{`pod/pinned evicted`, `node/node-b drained`}})
+	runStep(t, bin, admin, 0, step{args: []string{"get", "pod", "pinned"}, until: true, wantErr: true, want: []string{`not found`}})
+	runStep(t, bin, admin, 0, step{args: []string{"uncordon", "node-b"}, want: []string{`^node/node-b uncordoned$`}})
 }
