@@ -98,10 +98,10 @@ func TestStreamCheckUpgrade(t *testing.T) {
 		{"not an upgrade", http.Header{}, remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 400},
 		{"upgrade to something else", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}},
 			remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 400},
-		// kubectl 1.30+ exec and 1.31+ port-forward: refused at once so that they fall back to SPDY.
-		{"kubectl 1.30+ exec WebSocket", ws("v5.channel.k8s.io"), remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 400},
+		// kubectl 1.30+ exec and 1.31+ port-forward: served over WebSockets, by the kubelet API.
+		{"kubectl 1.30+ exec WebSocket", ws("v5.channel.k8s.io"), remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 0},
 		{"kubectl 1.31+ tunnelled port-forward", ws("SPDY/3.1+portforward.k8s.io"),
-			portforward.SupportedProtocols, portForwardWebSocketProtocols, 400},
+			portforward.SupportedProtocols, portForwardWebSocketProtocols, 0},
 		{"legacy exec WebSocket", ws("v5.channel.k8s.io, v4.channel.k8s.io"),
 			remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 0},
 		{"legacy base64 exec WebSocket", ws("base64.channel.k8s.io"), remotecommand.SupportedStreamingProtocols, execWebSocketProtocols, 0},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -37,16 +38,27 @@ func startProcess(name, logDir, bin string, args ...string) (*process, error) {
 		// panics and exits): the kernel then kills the component too.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
+	// Pdeathsig fires when the OS thread that started the process exits, not the test process:
+	// Go ends threads that a goroutine locked (as the agent's network namespace work does), so a
+	// thread of the pool would kill the component at a random moment. The process is started
+	// from a thread of its own, locked until the process has exited.
 	p := &process{name: name, cmd: cmd, logFile: logFile, exited: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.waitErr = cmd.Wait()
 		f.Close()
 		close(p.exited)
 	}()
+	if err := <-started; err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
 	return p, nil
 }
 
