@@ -32,7 +32,7 @@ func nodeConfig(t *testing.T, cluster *controlplane.Cluster, name string) agent.
 // only once node "node" is labelled gpu=true; logs, describe and port-forward reach the pod's
 // node through the apiserver, and exec too. A third agent joins by TLS bootstrap with a
 // bootstrap token. A node whose agent stops goes NotReady and comes back Ready with its pod
-// untouched; cordon and drain work.
+// untouched; cordon and drain work; a pod asking for what podagent does not implement fails.
 func TestNodeModeJoinsCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: skipped with -short")
@@ -105,4 +105,12 @@ func TestNodeModeJoinsCluster(t *testing.T) {
 		want: []string{`pod/pinned evicted`, `node/node-b drained`}})
 	runStep(t, bin, admin, 0, step{args: []string{"get", "pod", "pinned"}, until: true, wantErr: true, want: []string{`not found`}})
 	runStep(t, bin, admin, 0, step{args: []string{"uncordon", "node-b"}, want: []string{`^node/node-b uncordoned$`}})
+
+	// A pod with a field the node does not implement fails with the reason, as the kubelet's
+	// admission fails it, rather than running without it.
+	probed := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"probed"},"spec":{"containers":[{"name":"main","image":"busybox",` +
+		`"command":["sleep","3600"],"livenessProbe":{"exec":{"command":["true"]}}}]}}`
+	runStep(t, bin, admin, 0, step{args: []string{"run", "probed", "--image=busybox", "--overrides=" + probed}, want: []string{`created`}})
+	runStep(t, bin, admin, 0, step{args: []string{"get", "pod", "probed", "-o", "jsonpath={.status.phase} {.status.reason} {.status.message}"},
+		until: true, want: []string{`^Failed UnsupportedPodSpec Pod was rejected: .*livenessProbe`}})
 }

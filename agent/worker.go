@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/podagent/podagent/apiserver/validation"
 	"github.com/podagent/podagent/internal/keys"
 	"github.com/podagent/podagent/runtime"
 )
@@ -137,6 +138,12 @@ func (a *Agent) syncPod(ctx context.Context, w *podWorker) (done bool, next time
 	o, err := a.observe(ctx, w.uid)
 	if err != nil {
 		return false, time.Second, err
+	}
+	if o.sandbox == nil && len(o.instances) == 0 {
+		// Not started yet: admitted first, as the kubelet admits a pod before it runs it.
+		if errs := validation.NodeAdmission(&pod.Spec); len(errs) > 0 {
+			return false, resyncPeriod, a.reject(ctx, pod, "UnsupportedPodSpec", "podagent does not support: "+errs.ToAggregate().Error())
+		}
 	}
 	act := plan(pod, o, time.Now())
 	errs := []error{a.execute(ctx, w, pod, o, act)}
@@ -479,4 +486,21 @@ func (a *Agent) removePod(ctx context.Context, w *podWorker, grace time.Duration
 	default:
 		return false, err
 	}
+}
+
+// reject fails a pod the node will not run, as the kubelet's admission does: phase Failed with
+// the reason and a message saying why, and a warning event.
+func (a *Agent) reject(ctx context.Context, pod *corev1.Pod, reason, msg string) error {
+	slog.Warn("pod rejected", "pod", pod.Namespace+"/"+pod.Name, "reason", reason, "message", msg)
+	a.event(ctx, pod, "", corev1.EventTypeWarning, reason, msg)
+	return a.writeStatus(ctx, pod, func(p *corev1.Pod) corev1.PodStatus {
+		s := corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: "Pod was rejected: " + msg,
+			QOSClass: p.Status.QOSClass, Conditions: p.Status.Conditions}
+		if p.Status.StartTime != nil {
+			s.StartTime = p.Status.StartTime
+		} else {
+			s.StartTime = ptr.To(metav1.Now())
+		}
+		return s
+	})
 }

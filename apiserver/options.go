@@ -75,7 +75,7 @@ func listOptions(r *http.Request) (*internalversion.ListOptions, error) {
 	if err := decodeQuery(r, opts); err != nil {
 		return nil, err
 	}
-	if errs := metainternalvalidation.ValidateListOptions(opts, false); len(errs) > 0 {
+	if errs := metainternalvalidation.ValidateListOptions(opts, true); len(errs) > 0 {
 		return nil, invalidOptions("ListOptions", errs)
 	}
 	if rv := opts.ResourceVersion; rv != "" {

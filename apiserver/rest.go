@@ -170,7 +170,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 	table := wantsTable(r)
 	rv := opts.ResourceVersion
 	var initial []store.Object
-	if rv == "" || rv == "0" {
+	// A watch list (sendInitialEvents, which client-go's informers ask for first) starts with
+	// the current objects whatever its resourceVersion, and says where they end with a bookmark.
+	watchList := opts.SendInitialEvents != nil && *opts.SendInitialEvents
+	if rv == "" || rv == "0" || watchList {
 		objs, listRV, err := s.store.List(ctx, k.resource, namespace)
 		if err != nil {
 			writeError(w, err)
@@ -217,6 +220,14 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k *kind, namespac
 	flush()
 	for _, obj := range initial {
 		if f.matches(k.resource, obj) && !send(watch.Added, obj) {
+			return
+		}
+	}
+	if watchList {
+		end := k.newObj()
+		end.SetResourceVersion(rv)
+		end.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+		if !send(watch.Bookmark, end) {
 			return
 		}
 	}

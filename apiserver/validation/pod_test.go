@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,6 +82,42 @@ func TestPod(t *testing.T) {
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// A node admits what a cluster's apiserver adds to every pod (the service account's projected
+// volume, affinity that only the scheduler reads) and refuses what podagent does not run.
+func TestNodeAdmission(t *testing.T) {
+	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+	tests := []struct {
+		name   string
+		change func(*corev1.PodSpec)
+		want   []string
+	}{
+		{"plain", func(*corev1.PodSpec) {}, nil},
+		{"kube-api-access", func(s *corev1.PodSpec) {
+			s.Volumes = append(s.Volumes, corev1.Volume{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}})
+		}, nil},
+		{"affinity", func(s *corev1.PodSpec) { s.Affinity = &corev1.Affinity{} }, nil},
+		{"probe", func(s *corev1.PodSpec) { s.Containers[0].LivenessProbe = probe }, []string{"spec.containers[0].livenessProbe"}},
+		{"init containers", func(s *corev1.PodSpec) { s.InitContainers = s.Containers }, []string{"spec.initContainers"}},
+		{"nfs", func(s *corev1.PodSpec) {
+			s.Volumes = append(s.Volumes, corev1.Volume{Name: "n", VolumeSource: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{}}})
+		}, []string{"spec.volumes[0]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := validPod().Spec.DeepCopy()
+			spec.Volumes = nil
+			tt.change(spec)
+			var got []string
+			for _, e := range NodeAdmission(spec) {
+				got = append(got, e.Field)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("refused %v, want %v", got, tt.want)
 			}
 		})
 	}

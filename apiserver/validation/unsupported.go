@@ -85,3 +85,29 @@ func forbidder(errs *field.ErrorList, path *field.Path) func(set bool, name stri
 		}
 	}
 }
+
+// NodeAdmission is what a node refuses of a pod bound to it, as the kubelet's admission refuses a
+// pod it cannot run: the fields podagent does not implement, so that such a pod fails with the
+// reason instead of running without them. Fields that only the scheduler acts on (affinity) are
+// the cluster's business and pass; the volume kinds the agent writes from the cluster's objects
+// (projected, configMap, secret, downwardAPI) pass too.
+func NodeAdmission(spec *corev1.PodSpec) field.ErrorList {
+	path := field.NewPath("spec")
+	var allErrs field.ErrorList
+	for _, e := range unsupportedPodFields(spec, path) {
+		if e.Field != path.Child("affinity").String() {
+			allErrs = append(allErrs, e)
+		}
+	}
+	for i := range spec.Containers {
+		allErrs = append(allErrs, unsupportedContainerFields(&spec.Containers[i], path.Child("containers").Index(i))...)
+	}
+	for i, v := range spec.Volumes {
+		switch {
+		case v.EmptyDir != nil, v.HostPath != nil, v.Projected != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil:
+		default:
+			allErrs = append(allErrs, field.Forbidden(path.Child("volumes").Index(i), notSupported))
+		}
+	}
+	return allErrs
+}
