@@ -159,12 +159,7 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 			return fmt.Errorf("remove unfinished task of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
 		}
 	}
-	// The start time is recorded before the process starts, so that a container never runs
-	// without one, whenever the agent stops; a start that fails clears it.
 	now := time.Now().UTC()
-	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: now.Format(time.RFC3339Nano)}); err != nil {
-		return fmt.Errorf("record start of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
-	}
 	// Creating and starting the task is not cut short by the caller's context (the agent
 	// stopping): containerd 1.6 leaves a shim behind when a task's creation is cancelled midway.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), taskStartTimeout)
@@ -181,6 +176,14 @@ func (r *Runtime) StartContainer(ctx context.Context, ctr *Container) (retErr er
 			_ = deleteTask(context.WithoutCancel(ctx), task)
 		}
 	}()
+	// The start time is recorded once the task exists and before its process starts: a container
+	// never runs without one, whenever the agent stops, and an agent killed before the task
+	// existed leaves a container that is still only created (no start time, no task), which the
+	// next agent starts, instead of one that seems to have started and vanished (exit 255), which
+	// it would restart. A start that fails clears it.
+	if _, err := c.SetLabels(ctx, map[string]string{LabelStartedAt: now.Format(time.RFC3339Nano)}); err != nil {
+		return fmt.Errorf("record start of container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
+	}
 	if err := task.Start(ctx); err != nil {
 		err = fmt.Errorf("start container %q of pod %s: %w", ctr.Name, ctr.Pod, err)
 		return errors.Join(err, r.startFailed(ctx, c, ctr, err))
