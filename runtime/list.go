@@ -143,6 +143,13 @@ func (r *Runtime) containerStatus(ctx context.Context, c containerd.Container) (
 	switch st.Status {
 	case containerd.Running, containerd.Paused, containerd.Pausing:
 		ctr.State, ctr.PID = ContainerRunning, task.Pid()
+		if ctr.StartedAt.IsZero() {
+			// The labels were read (listed) before the task started: its start time, recorded
+			// before the start, is there now.
+			if info, err := c.Info(ctx); err == nil {
+				ctr.StartedAt, _ = time.Parse(time.RFC3339Nano, info.Labels[LabelStartedAt])
+			}
+		}
 	case containerd.Stopped:
 		ctr.State, ctr.ExitCode, ctr.FinishedAt = ContainerExited, int(st.ExitStatus), st.ExitTime
 		ctr.Reason, ctr.Message = l[LabelExitReason], l[LabelExitMessage]
