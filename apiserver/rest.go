@@ -116,13 +116,18 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, k *kind) {
 	respond(w, http.StatusOK, obj, k, err)
 }
 
-func (s *Server) listOrWatch(w http.ResponseWriter, r *http.Request, k *kind, namespace string) {
+// listFilter reads a list's (or watch's or collection delete's) options and their selectors.
+func listFilter(r *http.Request, k *kind) (*internalversion.ListOptions, filter, error) {
 	opts, err := listOptions(r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, filter{}, err
 	}
 	f, err := newFilter(opts, k.resource)
+	return opts, f, err
+}
+
+func (s *Server) listOrWatch(w http.ResponseWriter, r *http.Request, k *kind, namespace string) {
+	opts, f, err := listFilter(r, k)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -530,12 +535,7 @@ func (s *Server) deleteCollection(w http.ResponseWriter, r *http.Request, k *kin
 		writeError(w, err)
 		return
 	}
-	lo, err := listOptions(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	f, err := newFilter(lo, k.resource)
+	_, f, err := listFilter(r, k)
 	if err != nil {
 		writeError(w, err)
 		return
